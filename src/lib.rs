@@ -1,0 +1,5 @@
+//! wallflower-nvr: a small network video recorder. See ARCHITECTURE.md for the map.
+
+pub mod config;
+pub mod error;
+pub mod mp4;

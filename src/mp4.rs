@@ -1,0 +1,428 @@
+//! The native MP4 probe: duration, codecs and frame size of a segment, without ffprobe.
+//!
+//! Invariants:
+//! - The file is never read whole: the probe seeks from top-level box to box and reads only
+//!   `moov`, `moof` and `mfra` bodies, each capped in size, so garbage cannot make it allocate
+//!   without bound. Box bodies are decoded by `mp4-atom`.
+//! - A fragment counts only when its `moof` and all the sample data it points at lie inside the
+//!   file; anything after the last complete fragment makes the result `truncated`.
+//! - A finished fragmented file with an `mfra` index is probed from its first and last fragments
+//!   only, which gives the same answer as walking every fragment.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use mp4_atom::{Atom, Codec, Mfra, Moof, Moov};
+
+use crate::error::{Error, Result};
+
+/// The largest `moov` or `mfra` the probe will read into memory.
+const MAX_INDEX_BOX: u64 = 64 << 20;
+/// The largest `moof` the probe will read into memory.
+const MAX_MOOF: u64 = 16 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// The longest track's duration, as ffprobe's `format=duration` reports it.
+    pub duration_us: u64,
+    pub fragmented: bool,
+    /// The file ends before its last box does (power loss, SIGKILL, a segment still being written).
+    pub truncated: bool,
+    pub video_codec: Option<String>,
+    pub width: u32,
+    pub height: u32,
+    pub audio_codec: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Video,
+    Audio,
+    Other,
+}
+
+#[derive(Debug)]
+struct Track {
+    id: u32,
+    timescale: u32,
+    kind: Kind,
+    codec: Option<String>,
+    width: u32,
+    height: u32,
+    /// `trex` default sample duration.
+    default_dur: u32,
+    /// Plain MP4: `mdhd`'s duration.
+    plain_ticks: u64,
+    /// Fragmented: decode time of the first fragment and end of the last complete one.
+    first_ticks: Option<u64>,
+    end_ticks: u64,
+}
+
+impl Track {
+    fn duration_ticks(&self, fragmented: bool) -> u64 {
+        match (fragmented, self.first_ticks) {
+            (true, Some(first)) => self.end_ticks.saturating_sub(first),
+            (true, None) => 0,
+            (false, _) => self.plain_ticks,
+        }
+    }
+}
+
+/// Probes the file at `path`.
+pub fn probe_file(path: &Path) -> Result<Probe> {
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    probe(&mut f, len)
+}
+
+/// Probes `len` bytes of `r`, from offset 0.
+pub fn probe<R: Read + Seek>(r: &mut R, len: u64) -> Result<Probe> {
+    if len == 0 {
+        return Err(Error::corrupt("empty file"));
+    }
+    let mut p = Prober { r, len, tracks: Vec::new(), fragmented: false, truncated: false, moov: false, movie_us: None };
+    if !p.probe_with_mfra()? {
+        p.tracks.clear();
+        p.fragmented = false;
+        p.truncated = false;
+        p.moov = false;
+        p.walk(0, None)?;
+    }
+    p.finish()
+}
+
+struct BoxHeader {
+    kind: [u8; 4],
+    start: u64,
+    body: u64,
+    /// `None` when the box claims to run past the end of the file.
+    end: Option<u64>,
+}
+
+struct Prober<'r, R> {
+    r: &'r mut R,
+    len: u64,
+    tracks: Vec<Track>,
+    fragmented: bool,
+    truncated: bool,
+    moov: bool,
+    /// `mvhd`'s duration, which is what players and ffprobe take for a plain MP4.
+    movie_us: Option<u64>,
+}
+
+impl<R: Read + Seek> Prober<'_, R> {
+    fn read_at(&mut self, at: u64, buf: &mut [u8]) -> Result<()> {
+        self.r.seek(SeekFrom::Start(at))?;
+        self.r.read_exact(buf)?;
+        Ok(())
+    }
+
+    /// The header of the box at `at`, or `None` when the file ends inside the header.
+    fn header(&mut self, at: u64) -> Result<Option<BoxHeader>> {
+        if self.len - at < 8 {
+            return Ok(None);
+        }
+        let mut h = [0u8; 16];
+        self.read_at(at, &mut h[..8])?;
+        let kind: [u8; 4] = [h[4], h[5], h[6], h[7]];
+        if !kind.iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
+            return Err(Error::corrupt(format!("no MP4 box at byte {at}")));
+        }
+        let (size, body) = match u32::from_be_bytes([h[0], h[1], h[2], h[3]]) {
+            0 => (self.len - at, at + 8),
+            1 => {
+                if self.len - at < 16 {
+                    return Ok(None);
+                }
+                self.read_at(at + 8, &mut h[8..16])?;
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&h[8..16]);
+                (u64::from_be_bytes(b), at + 16)
+            }
+            n => (u64::from(n), at + 8),
+        };
+        if size < body - at {
+            return Err(Error::corrupt(format!("box {} at byte {at} has a bad size {size}", fourcc(&kind))));
+        }
+        let end = at.checked_add(size).filter(|&e| e <= self.len);
+        Ok(Some(BoxHeader { kind, start: at, body, end }))
+    }
+
+    fn body(&mut self, h: &BoxHeader, cap: u64) -> Result<Vec<u8>> {
+        let end = h.end.ok_or_else(|| Error::corrupt("box runs past the end of the file"))?;
+        let n = end - h.body;
+        if n > cap {
+            return Err(Error::corrupt(format!("{} box of {n} bytes is larger than {cap}", fourcc(&h.kind))));
+        }
+        let mut buf = vec![0u8; n as usize];
+        self.read_at(h.body, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Walks the top-level boxes from `at`; stops after the first `moof` when `stop_after_moof`.
+    /// Returns the offset where it stopped.
+    fn walk(&mut self, mut at: u64, stop_after_moof: Option<()>) -> Result<u64> {
+        while at < self.len {
+            let Some(h) = self.header(at)? else {
+                self.truncated = true;
+                break;
+            };
+            match &h.kind {
+                b"moov" => {
+                    if h.end.is_none() {
+                        return Err(Error::corrupt("the file ends inside its moov box"));
+                    }
+                    let body = self.body(&h, MAX_INDEX_BOX)?;
+                    self.moov(&body)?;
+                }
+                b"moof" => {
+                    if !self.moov {
+                        return Err(Error::corrupt("moof before moov"));
+                    }
+                    self.fragmented = true;
+                    if !self.moof(&h)? {
+                        self.truncated = true;
+                        break;
+                    }
+                    if stop_after_moof.is_some() {
+                        return Ok(h.end.unwrap_or(self.len));
+                    }
+                }
+                _ => {}
+            }
+            match h.end {
+                Some(end) => at = end,
+                None => {
+                    self.truncated = true;
+                    break;
+                }
+            }
+        }
+        Ok(at)
+    }
+
+    fn moov(&mut self, body: &[u8]) -> Result<()> {
+        let moov = Moov::decode_body(&mut &body[..]).map_err(|e| Error::corrupt(format!("moov: {e}")))?;
+        self.moov = true;
+        if moov.mvhd.timescale > 0 && moov.mvhd.duration > 0 {
+            self.movie_us = Some(rescale_us(moov.mvhd.duration, moov.mvhd.timescale));
+        }
+        let defaults = |id: u32| {
+            moov.mvex.as_ref().and_then(|m| m.trex.iter().find(|t| t.track_id == id)).map_or(0, |t| t.default_sample_duration)
+        };
+        self.tracks = moov
+            .trak
+            .iter()
+            .map(|t| {
+                let codec = t.mdia.minf.stbl.stsd.codecs.first();
+                let kind = match t.mdia.hdlr.handler.as_ref() {
+                    b"vide" => Kind::Video,
+                    b"soun" => Kind::Audio,
+                    _ => Kind::Other,
+                };
+                let visual = codec.and_then(Codec::visual);
+                Track {
+                    id: t.tkhd.track_id,
+                    timescale: t.mdia.mdhd.timescale,
+                    kind,
+                    codec: codec.map(codec_name),
+                    width: visual.map_or(0, |v| u32::from(v.width)),
+                    height: visual.map_or(0, |v| u32::from(v.height)),
+                    default_dur: defaults(t.tkhd.track_id),
+                    plain_ticks: t.mdia.mdhd.duration,
+                    first_ticks: None,
+                    end_ticks: 0,
+                }
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// Accounts one fragment. Returns false when it is incomplete (its box or its sample data
+    /// runs past the end of the file), in which case nothing of it is counted.
+    fn moof(&mut self, h: &BoxHeader) -> Result<bool> {
+        if h.end.is_none() {
+            return Ok(false);
+        }
+        let body = self.body(h, MAX_MOOF)?;
+        let moof = Moof::decode_body(&mut &body[..]).map_err(|e| Error::corrupt(format!("moof at byte {}: {e}", h.start)))?;
+        let mut updates = Vec::with_capacity(moof.traf.len());
+        for traf in &moof.traf {
+            let Some(ti) = self.tracks.iter().position(|t| t.id == traf.tfhd.track_id) else {
+                return Err(Error::corrupt(format!("moof at byte {} names unknown track {}", h.start, traf.tfhd.track_id)));
+            };
+            let base = traf.tfhd.base_data_offset.unwrap_or(h.start);
+            let default_dur = traf.tfhd.default_sample_duration.unwrap_or(self.tracks[ti].default_dur);
+            let default_size = traf.tfhd.default_sample_size.unwrap_or(0);
+            let mut ticks = 0u64;
+            let mut data_end = 0u64;
+            for trun in &traf.trun {
+                let mut run_bytes = 0u64;
+                for s in trun.samples.iter() {
+                    ticks = ticks.saturating_add(u64::from(s.duration.unwrap_or(default_dur)));
+                    run_bytes = run_bytes.saturating_add(u64::from(s.size.unwrap_or(default_size)));
+                }
+                let start = base.checked_add_signed(i64::from(trun.data_offset.unwrap_or(0))).unwrap_or(u64::MAX);
+                data_end = data_end.max(start.saturating_add(run_bytes));
+            }
+            if data_end > self.len {
+                return Ok(false);
+            }
+            updates.push((ti, traf.tfdt.as_ref().map(|t| t.base_media_decode_time), ticks));
+        }
+        for (ti, tfdt, ticks) in updates {
+            let t = &mut self.tracks[ti];
+            let start = tfdt.unwrap_or(t.end_ticks);
+            t.first_ticks.get_or_insert(start);
+            t.end_ticks = t.end_ticks.max(start.saturating_add(ticks));
+        }
+        Ok(true)
+    }
+
+    /// The fast path for a finished fragmented file: read the start up to the first fragment,
+    /// then only each track's last fragment, found through `mfra`. Returns false when the file
+    /// has no usable `mfra`, so the caller walks it instead.
+    fn probe_with_mfra(&mut self) -> Result<bool> {
+        if self.len < 16 {
+            return Ok(false);
+        }
+        let mut tail = [0u8; 16];
+        self.read_at(self.len - 16, &mut tail)?;
+        if &tail[0..8] != b"\0\0\0\x10mfro" {
+            return Ok(false);
+        }
+        let mfra_size = u64::from(u32::from_be_bytes([tail[12], tail[13], tail[14], tail[15]]));
+        let Some(mfra_at) = self.len.checked_sub(mfra_size) else { return Ok(false) };
+        let Some(h) = self.header(mfra_at)? else { return Ok(false) };
+        if &h.kind != b"mfra" || h.end != Some(self.len) {
+            return Ok(false);
+        }
+        let Ok(body) = self.body(&h, MAX_INDEX_BOX) else { return Ok(false) };
+        let Ok(mfra) = Mfra::decode_body(&mut &body[..]) else { return Ok(false) };
+
+        let after_first = self.walk(0, Some(()))?;
+        if !self.fragmented || self.truncated {
+            return Ok(false);
+        }
+        let mut last_moofs: Vec<u64> = Vec::new();
+        for t in &self.tracks {
+            let Some(tfra) = mfra.tfra.iter().find(|f| f.track_id == t.id) else { return Ok(false) };
+            let Some(last) = tfra.entries.iter().map(|e| e.moof_offset).max() else { return Ok(false) };
+            if t.first_ticks.is_none() || last >= mfra_at {
+                return Ok(false);
+            }
+            if !last_moofs.contains(&last) {
+                last_moofs.push(last);
+            }
+        }
+        last_moofs.sort_unstable();
+        for at in last_moofs {
+            if at < after_first {
+                continue;
+            }
+            let Some(h) = self.header(at)? else { return Ok(false) };
+            if &h.kind != b"moof" || !self.moof(&h)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn finish(self) -> Result<Probe> {
+        if !self.moov {
+            return Err(Error::corrupt(if self.truncated {
+                "the file ends before its moov box"
+            } else {
+                "no moov box: not an MP4 file"
+            }));
+        }
+        let fragmented = self.fragmented;
+        let tracks_us = self
+            .tracks
+            .iter()
+            .filter(|t| t.timescale > 0)
+            .map(|t| rescale_us(t.duration_ticks(fragmented), t.timescale))
+            .max()
+            .unwrap_or(0);
+        let duration_us = match (fragmented, self.movie_us) {
+            (false, Some(us)) => us,
+            _ => tracks_us,
+        };
+        let video = self.tracks.iter().find(|t| t.kind == Kind::Video);
+        let audio = self.tracks.iter().find(|t| t.kind == Kind::Audio);
+        Ok(Probe {
+            duration_us,
+            fragmented,
+            truncated: self.truncated,
+            video_codec: video.and_then(|t| t.codec.clone()),
+            width: video.map_or(0, |t| t.width),
+            height: video.map_or(0, |t| t.height),
+            audio_codec: audio.and_then(|t| t.codec.clone()),
+        })
+    }
+}
+
+/// `ticks / timescale` seconds in microseconds, rounded to nearest as ffmpeg's `av_rescale` does.
+fn rescale_us(ticks: u64, timescale: u32) -> u64 {
+    let ts = u128::from(timescale);
+    ((u128::from(ticks) * 1_000_000 + ts / 2) / ts).min(u128::from(u64::MAX)) as u64
+}
+
+fn fourcc(k: &[u8; 4]) -> String {
+    String::from_utf8_lossy(k).into_owned()
+}
+
+/// The codec's name as ffprobe spells it.
+fn codec_name(c: &Codec) -> String {
+    match c {
+        Codec::Avc1(_) | Codec::Avc3(_) => "h264",
+        Codec::Hev1(_) | Codec::Hvc1(_) => "hevc",
+        Codec::Vp08(_) => "vp8",
+        Codec::Vp09(_) => "vp9",
+        Codec::Av01(_) => "av1",
+        Codec::Jpeg(_) => "mjpeg",
+        Codec::Mp4a(_) => "aac",
+        Codec::Mp3(_) => "mp3",
+        Codec::Opus(_) => "opus",
+        Codec::Flac(_) => "flac",
+        Codec::Ac3(_) => "ac3",
+        Codec::Eac3(_) => "eac3",
+        Codec::Samr(_) => "amr_nb",
+        Codec::Ipcm(_) | Codec::Fpcm(_) | Codec::Sowt(_) | Codec::Twos(_) | Codec::Lpcm(_) => "pcm",
+        Codec::In24(_) | Codec::In32(_) | Codec::Fl32(_) | Codec::Fl64(_) | Codec::S16l(_) => "pcm",
+        Codec::Unknown(k, _) => return k.to_string(),
+        _ => "other",
+    }
+    .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn rescale_rounds_to_nearest() {
+        assert_eq!(rescale_us(48_000, 48_000), 1_000_000);
+        assert_eq!(rescale_us(1, 3), 333_333);
+        assert_eq!(rescale_us(2, 3), 666_667);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for data in [&b""[..], b"\0\0\0\x08free", b"\0\0\0\x01moov", b"\xff\xff\xff\xffmoov", b"hello world, not mp4"] {
+            let r = probe(&mut Cursor::new(data), data.len() as u64);
+            assert!(r.is_err(), "{data:?} gave {r:?}");
+        }
+    }
+
+    #[test]
+    fn a_huge_box_claim_does_not_allocate() {
+        let mut data = b"\0\0\0\x01moov".to_vec();
+        data.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        data.extend_from_slice(&[0; 64]);
+        let e = probe(&mut Cursor::new(&data), data.len() as u64).unwrap_err();
+        assert!(e.msg.contains("moov"), "{e}");
+    }
+}
