@@ -3,3 +3,5 @@
 pub mod config;
 pub mod error;
 pub mod mp4;
+pub mod store;
+pub mod time;

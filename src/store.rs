@@ -1,0 +1,480 @@
+//! The index: every table definition, the schema version and every query. Only this module
+//! touches redb.
+//!
+//! Invariants:
+//! - The index is a cache of the segment files; it can always be rebuilt from them. An index of
+//!   another schema version, or one redb cannot open, is moved aside and rebuilt by the backfill.
+//! - Recordings are keyed by `(stream_id, start_ms)`; a recording's integer id is handed out
+//!   once and never reused, and re-indexing the same file keeps its id.
+//! - All calls block: async callers use `spawn_blocking`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::error::{Error, Kind, Result};
+use crate::time;
+
+/// Bump when the layout of any table or value changes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// `(stream_id, start_ms)` → encoded [`Recording`] (without its key).
+const RECORDINGS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("recordings");
+/// id → `(stream_id, start_ms)`.
+const IDS: TableDefinition<u64, (&str, i64)> = TableDefinition::new("ids");
+/// `stream_id/file name` → why it could not be indexed.
+const UNINDEXABLE: TableDefinition<&str, &str> = TableDefinition::new("unindexable");
+
+const KEY_SCHEMA: &str = "schema_version";
+const KEY_NEXT_ID: &str = "next_id";
+
+/// One segment file, as the index knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recording {
+    pub id: u64,
+    pub stream_id: String,
+    pub start_ms: i64,
+    pub duration_us: u64,
+    pub file_size_bytes: u64,
+    /// The file's mtime when it was indexed; the backfill re-probes a file whose mtime or size
+    /// has changed since.
+    pub mtime_ms: i64,
+    pub retention_locked: bool,
+    pub truncated: bool,
+    pub video_codec: Option<String>,
+    pub width: u32,
+    pub height: u32,
+    pub audio_codec: Option<String>,
+}
+
+impl Recording {
+    pub fn end_us(&self) -> i64 {
+        self.start_ms.saturating_mul(1000).saturating_add(i64::try_from(self.duration_us).unwrap_or(i64::MAX))
+    }
+
+    /// The file's path relative to `recordings_dir`.
+    pub fn file_path(&self) -> String {
+        format!("{}/{}", self.stream_id, time::segment_name(self.start_ms))
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(64);
+        b.push(1u8);
+        b.extend_from_slice(&self.id.to_le_bytes());
+        b.extend_from_slice(&self.duration_us.to_le_bytes());
+        b.extend_from_slice(&self.file_size_bytes.to_le_bytes());
+        b.extend_from_slice(&self.mtime_ms.to_le_bytes());
+        b.push(u8::from(self.retention_locked) | (u8::from(self.truncated) << 1));
+        b.extend_from_slice(&self.width.to_le_bytes());
+        b.extend_from_slice(&self.height.to_le_bytes());
+        for s in [&self.video_codec, &self.audio_codec] {
+            let s = s.as_deref().unwrap_or("").as_bytes();
+            let s = &s[..s.len().min(255)];
+            b.push(s.len() as u8);
+            b.extend_from_slice(s);
+        }
+        b
+    }
+
+    fn decode(stream_id: &str, start_ms: i64, b: &[u8]) -> Result<Recording> {
+        let mut r = Reader(b);
+        let bad = || Error::internal(format!("index: bad record for {stream_id}/{start_ms}"));
+        if r.take(1).ok_or_else(bad)? != [1] {
+            return Err(bad());
+        }
+        let id = r.u64().ok_or_else(bad)?;
+        let duration_us = r.u64().ok_or_else(bad)?;
+        let file_size_bytes = r.u64().ok_or_else(bad)?;
+        let mtime_ms = r.u64().ok_or_else(bad)? as i64;
+        let flags = r.take(1).ok_or_else(bad)?[0];
+        let width = r.u32().ok_or_else(bad)?;
+        let height = r.u32().ok_or_else(bad)?;
+        let video_codec = r.string().ok_or_else(bad)?;
+        let audio_codec = r.string().ok_or_else(bad)?;
+        Ok(Recording {
+            id,
+            stream_id: stream_id.to_owned(),
+            start_ms,
+            duration_us,
+            file_size_bytes,
+            mtime_ms,
+            retention_locked: flags & 1 != 0,
+            truncated: flags & 2 != 0,
+            video_codec,
+            width,
+            height,
+            audio_codec,
+        })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn string(&mut self) -> Option<Option<String>> {
+        let n = self.take(1)?[0] as usize;
+        let s = std::str::from_utf8(self.take(n)?).ok()?;
+        Some(if s.is_empty() { None } else { Some(s.to_owned()) })
+    }
+}
+
+/// What the indexer learned about a file, to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecording {
+    pub stream_id: String,
+    pub start_ms: i64,
+    pub duration_us: u64,
+    pub file_size_bytes: u64,
+    pub mtime_ms: i64,
+    pub retention_locked: bool,
+    pub truncated: bool,
+    pub video_codec: Option<String>,
+    pub width: u32,
+    pub height: u32,
+    pub audio_codec: Option<String>,
+}
+
+/// One change for [`Store::apply`].
+#[derive(Debug, Clone)]
+pub enum Change {
+    Upsert(NewRecording),
+    Remove { stream_id: String, start_ms: i64 },
+    Unindexable { file_path: String, why: String },
+    Indexable { file_path: String },
+}
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the index at `path`, creating it (and its folder) if needed. An index of another
+    /// schema version or one that cannot be opened is renamed aside and a new one is created.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::from(e).context(format!("creating {}", dir.display())))?;
+        }
+        match Self::open_checked(path) {
+            Ok(s) => Ok(s),
+            Err(e) if matches!(e.kind, Kind::Schema | Kind::Internal) && path.exists() => {
+                let aside = path.with_extension(format!("redb.broken-{}", std::process::id()));
+                log::warn!("index {}: {e}; moving it to {} and rebuilding from the files", path.display(), aside.display());
+                std::fs::rename(path, &aside)?;
+                Self::open_checked(path)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_checked(path: &Path) -> Result<Store> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            let version = meta.get(KEY_SCHEMA)?.map(|v| v.value());
+            match version {
+                None => {
+                    meta.insert(KEY_SCHEMA, SCHEMA_VERSION)?;
+                    meta.insert(KEY_NEXT_ID, 1)?;
+                }
+                Some(SCHEMA_VERSION) => {}
+                Some(v) => {
+                    return Err(Error::new(Kind::Schema, format!("schema version {v}, this build reads {SCHEMA_VERSION}")));
+                }
+            }
+            tx.open_table(RECORDINGS)?;
+            tx.open_table(IDS)?;
+            tx.open_table(UNINDEXABLE)?;
+        }
+        tx.commit()?;
+        Ok(Store { db, path: path.to_owned() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Applies `changes` in one transaction; returns the stored recordings of the upserts.
+    pub fn apply(&self, changes: &[Change]) -> Result<Vec<Recording>> {
+        let tx = self.db.begin_write()?;
+        let mut stored = Vec::new();
+        {
+            let mut meta = tx.open_table(META)?;
+            let mut recs = tx.open_table(RECORDINGS)?;
+            let mut ids = tx.open_table(IDS)?;
+            let mut bad = tx.open_table(UNINDEXABLE)?;
+            let mut next_id = meta.get(KEY_NEXT_ID)?.map_or(1, |v| v.value());
+            for c in changes {
+                match c {
+                    Change::Upsert(n) => {
+                        let key = (n.stream_id.as_str(), n.start_ms);
+                        let old_id = match recs.get(key)? {
+                            Some(v) => Some(Recording::decode(&n.stream_id, n.start_ms, v.value())?.id),
+                            None => None,
+                        };
+                        let id = old_id.unwrap_or_else(|| {
+                            next_id += 1;
+                            next_id - 1
+                        });
+                        let rec = Recording {
+                            id,
+                            stream_id: n.stream_id.clone(),
+                            start_ms: n.start_ms,
+                            duration_us: n.duration_us,
+                            file_size_bytes: n.file_size_bytes,
+                            mtime_ms: n.mtime_ms,
+                            retention_locked: n.retention_locked,
+                            truncated: n.truncated,
+                            video_codec: n.video_codec.clone(),
+                            width: n.width,
+                            height: n.height,
+                            audio_codec: n.audio_codec.clone(),
+                        };
+                        recs.insert(key, rec.encode().as_slice())?;
+                        ids.insert(id, key)?;
+                        bad.remove(rec.file_path().as_str())?;
+                        stored.push(rec);
+                    }
+                    Change::Remove { stream_id, start_ms } => {
+                        let removed = recs.remove((stream_id.as_str(), *start_ms))?;
+                        if let Some(v) = removed {
+                            let id = Recording::decode(stream_id, *start_ms, v.value())?.id;
+                            drop(v);
+                            ids.remove(id)?;
+                        }
+                    }
+                    Change::Unindexable { file_path, why } => {
+                        bad.insert(file_path.as_str(), why.as_str())?;
+                    }
+                    Change::Indexable { file_path } => {
+                        bad.remove(file_path.as_str())?;
+                    }
+                }
+            }
+            meta.insert(KEY_NEXT_ID, next_id)?;
+        }
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    pub fn get(&self, id: u64) -> Result<Recording> {
+        let tx = self.db.begin_read()?;
+        let ids = tx.open_table(IDS)?;
+        let recs = tx.open_table(RECORDINGS)?;
+        let not_found = || Error::not_found(format!("no recording {id}"));
+        let key = ids.get(id)?.ok_or_else(not_found)?;
+        let (stream, start) = key.value();
+        let v = recs.get((stream, start))?.ok_or_else(not_found)?;
+        Recording::decode(stream, start, v.value())
+    }
+
+    /// The recording of `stream_id` that starts at `start_ms`.
+    pub fn get_by_key(&self, stream_id: &str, start_ms: i64) -> Result<Option<Recording>> {
+        let tx = self.db.begin_read()?;
+        let recs = tx.open_table(RECORDINGS)?;
+        let v = recs.get((stream_id, start_ms))?;
+        v.map(|v| Recording::decode(stream_id, start_ms, v.value())).transpose()
+    }
+
+    /// The recordings of `stream_id` that overlap `[start_us, end_us]`, oldest first.
+    pub fn overlapping(&self, stream_id: &str, start_us: Option<i64>, end_us: Option<i64>) -> Result<Vec<Recording>> {
+        let tx = self.db.begin_read()?;
+        let recs = tx.open_table(RECORDINGS)?;
+        let from_ms = start_us.map_or(i64::MIN, |us| us.div_euclid(1000));
+        let to_ms = end_us.map_or(i64::MAX, |us| us.div_euclid(1000));
+        let mut out = Vec::new();
+        // Segments of one stream do not overlap each other, so only the one that starts last
+        // before the window can reach into it.
+        if let Some(r) = recs.range((stream_id, i64::MIN)..(stream_id, from_ms))?.next_back() {
+            let (k, v) = r?;
+            let rec = Recording::decode(stream_id, k.value().1, v.value())?;
+            if start_us.is_none_or(|s| rec.end_us() >= s) {
+                out.push(rec);
+            }
+        }
+        for r in recs.range((stream_id, from_ms)..=(stream_id, to_ms))? {
+            let (k, v) = r?;
+            out.push(Recording::decode(stream_id, k.value().1, v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Every recording of `stream_id`, oldest first.
+    pub fn stream_recordings(&self, stream_id: &str) -> Result<Vec<Recording>> {
+        self.overlapping(stream_id, None, None)
+    }
+
+    /// The calendar days in `tz` on which `stream_id` has footage, ascending.
+    pub fn dates(&self, stream_id: &str, tz: &TimeZone) -> Result<Vec<Date>> {
+        let tx = self.db.begin_read()?;
+        let recs = tx.open_table(RECORDINGS)?;
+        let mut days = BTreeSet::new();
+        for r in recs.range((stream_id, i64::MIN)..=(stream_id, i64::MAX))? {
+            let (k, v) = r?;
+            let rec = Recording::decode(stream_id, k.value().1, v.value())?;
+            let day = |us: i64| Timestamp::from_microsecond(us).ok().map(|t| tz.to_datetime(t).date());
+            let start_us = rec.start_ms.saturating_mul(1000);
+            // The end is exclusive: footage ending exactly at midnight does not mark the next day.
+            let (Some(first), Some(last)) = (day(start_us), day((rec.end_us() - 1).max(start_us))) else {
+                continue;
+            };
+            let mut d = first;
+            while d <= last {
+                days.insert(d);
+                match d.tomorrow() {
+                    Ok(n) => d = n,
+                    Err(_) => break,
+                }
+            }
+        }
+        Ok(days.into_iter().collect())
+    }
+
+    /// Every recording of every stream, grouped by stream and oldest first within one.
+    pub fn all(&self) -> Result<Vec<Recording>> {
+        let tx = self.db.begin_read()?;
+        let recs = tx.open_table(RECORDINGS)?;
+        let mut out = Vec::with_capacity(usize::try_from(recs.len()?).unwrap_or(0));
+        for r in recs.iter()? {
+            let (k, v) = r?;
+            let (stream, start) = k.value();
+            out.push(Recording::decode(stream, start, v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn count(&self) -> Result<u64> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(RECORDINGS)?.len()?)
+    }
+
+    /// Files that could not be indexed: `(stream_id/file name, why)`.
+    pub fn unindexable(&self) -> Result<Vec<(String, String)>> {
+        let tx = self.db.begin_read()?;
+        let bad = tx.open_table(UNINDEXABLE)?;
+        let mut out = Vec::new();
+        for r in bad.iter()? {
+            let (k, v) = r?;
+            out.push((k.value().to_owned(), v.value().to_owned()));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn rec(stream: &str, start_ms: i64, duration_us: u64) -> NewRecording {
+        NewRecording {
+            stream_id: stream.into(),
+            start_ms,
+            duration_us,
+            file_size_bytes: 1000,
+            mtime_ms: start_ms + 1,
+            retention_locked: false,
+            truncated: false,
+            video_codec: Some("h264".into()),
+            width: 1920,
+            height: 1080,
+            audio_codec: None,
+        }
+    }
+
+    fn tmp() -> (PathBuf, Store) {
+        let dir = std::env::temp_dir().join(format!("wf-store-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("sub/index.redb");
+        let s = Store::open(&path).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn ids_are_stable_and_reindexing_keeps_them() {
+        let (dir, s) = tmp();
+        let a = s.apply(&[Change::Upsert(rec("cam", 0, 1_000_000)), Change::Upsert(rec("cam", 60_000, 1_000_000))]).unwrap();
+        assert_eq!((a[0].id, a[1].id), (1, 2));
+        let mut again = rec("cam", 0, 2_000_000);
+        again.truncated = true;
+        let b = s.apply(&[Change::Upsert(again)]).unwrap();
+        assert_eq!(b[0].id, 1);
+        assert_eq!(s.get(1).unwrap().duration_us, 2_000_000);
+        assert!(s.get(1).unwrap().truncated);
+        s.apply(&[Change::Remove { stream_id: "cam".into(), start_ms: 0 }]).unwrap();
+        assert_eq!(s.get(1).unwrap_err().kind, Kind::NotFound);
+        let path = s.path().to_owned();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        let c = s.apply(&[Change::Upsert(rec("cam", 0, 1))]).unwrap();
+        assert_eq!(c[0].id, 3, "ids are never reused, even after a restart");
+        assert_eq!(s.count().unwrap(), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn overlap_queries() {
+        let (dir, s) = tmp();
+        let ch: Vec<_> = (0..4).map(|i| Change::Upsert(rec("cam", i * 60_000, 60_000_000))).collect();
+        s.apply(&ch).unwrap();
+        s.apply(&[Change::Upsert(rec("other", 30_000, 60_000_000))]).unwrap();
+        let starts = |v: Vec<Recording>| v.iter().map(|r| r.start_ms).collect::<Vec<_>>();
+        assert_eq!(starts(s.overlapping("cam", None, None).unwrap()), [0, 60_000, 120_000, 180_000]);
+        assert_eq!(starts(s.overlapping("cam", Some(90_000_000), Some(130_000_000)).unwrap()), [60_000, 120_000]);
+        assert_eq!(starts(s.overlapping("cam", Some(60_000_000), Some(60_000_000)).unwrap()), [0, 60_000]);
+        assert_eq!(starts(s.overlapping("cam", Some(300_000_000), None).unwrap()), Vec::<i64>::new());
+        assert_eq!(starts(s.overlapping("nope", None, None).unwrap()), Vec::<i64>::new());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn dates_follow_the_zone_and_dst() {
+        let (dir, s) = tmp();
+        // 2026-03-29 00:30 UTC is 01:30 CET; Europe/Berlin springs forward at 01:00 UTC that day.
+        let t0 = time::parse_segment_name("2026-03-28_22-30-00.mp4").unwrap();
+        // 23:30 UTC on the 28th is 00:30 on the 29th in Berlin: 90 minutes cross local midnight.
+        s.apply(&[Change::Upsert(rec("cam", t0, 90 * 60 * 1_000_000))]).unwrap();
+        let tz = TimeZone::get("Europe/Berlin").unwrap();
+        let fmt = |v: Vec<Date>| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(fmt(s.dates("cam", &tz).unwrap()), ["2026-03-28", "2026-03-29"]);
+        assert_eq!(fmt(s.dates("cam", &TimeZone::UTC).unwrap()), ["2026-03-28"]);
+        let ny = TimeZone::get("America/New_York").unwrap();
+        assert_eq!(fmt(s.dates("cam", &ny).unwrap()), ["2026-03-28"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_foreign_or_broken_index_is_moved_aside_and_rebuilt() {
+        let (dir, s) = tmp();
+        let path = s.path().to_owned();
+        s.apply(&[Change::Upsert(rec("cam", 0, 1))]).unwrap();
+        drop(s);
+        std::fs::write(&path, b"this is not a redb file at all, it is garbage").unwrap();
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.count().unwrap(), 0);
+        let aside = std::fs::read_dir(path.parent().unwrap()).unwrap().filter(|e| {
+            e.as_ref().unwrap().file_name().to_string_lossy().contains("broken")
+        });
+        assert_eq!(aside.count(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
