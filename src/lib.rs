@@ -1,7 +1,12 @@
 //! wallflower-nvr: a small network video recorder. See ARCHITECTURE.md for the map.
 
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod error;
+pub mod indexer;
+pub mod logging;
 pub mod mp4;
+pub mod recorder;
 pub mod store;
 pub mod time;

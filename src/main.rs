@@ -1,10 +1,37 @@
+use clap::Parser;
+
+use wallflower_nvr::cli::{self, Cli, Command};
+use wallflower_nvr::config::Config;
+use wallflower_nvr::daemon::{self, Mode};
+use wallflower_nvr::logging;
+
 fn main() {
-    let mut failed = false;
-    for a in std::env::args().skip(1) {
-        match wallflower_nvr::mp4::probe_file(std::path::Path::new(&a)) {
-            Ok(p) => println!("{a} {p:?}"),
-            Err(e) => { failed = true; println!("{a} ERR {e}") }
+    let cli = Cli::parse();
+    let code = match &cli.command {
+        Some(Command::CheckConfig) => cli::check_config(&cli::config_path(&cli)),
+        Some(Command::Probe { files }) => cli::probe(files),
+        Some(Command::Demo { data, listen }) => {
+            logging::init();
+            exit_code(daemon::run(daemon::demo_config(data, *listen), Mode::Demo))
         }
-    }
-    std::process::exit(failed as i32);
+        Some(Command::Run) | None => {
+            logging::init();
+            let path = cli::config_path(&cli);
+            match Config::load(&path) {
+                Ok(config) => exit_code(daemon::run(config, Mode::Config(path))),
+                Err(e) => {
+                    eprintln!("{e}");
+                    2
+                }
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn exit_code(r: wallflower_nvr::error::Result<i32>) -> i32 {
+    r.unwrap_or_else(|e| {
+        log::error!("{e}");
+        1
+    })
 }

@@ -22,6 +22,9 @@ const MAX_INDEX_BOX: u64 = 64 << 20;
 /// The largest `moof` the probe will read into memory.
 const MAX_MOOF: u64 = 16 << 20;
 
+/// The boxes an MP4 file may start with.
+const FIRST_BOXES: [&[u8; 4]; 7] = [b"ftyp", b"styp", b"moov", b"free", b"skip", b"wide", b"pdin"];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
     /// The longest track's duration, as ffprobe's `format=duration` reports it.
@@ -165,9 +168,15 @@ impl<R: Read + Seek> Prober<'_, R> {
     fn walk(&mut self, mut at: u64, stop_after_moof: Option<()>) -> Result<u64> {
         while at < self.len {
             let Some(h) = self.header(at)? else {
+                if at == 0 {
+                    return Err(Error::corrupt("not an MP4 file: shorter than one box header"));
+                }
                 self.truncated = true;
                 break;
             };
+            if at == 0 && !FIRST_BOXES.contains(&&h.kind) {
+                return Err(Error::corrupt("not an MP4 file: it does not start with an ftyp or moov box"));
+            }
             match &h.kind {
                 b"moov" => {
                     if h.end.is_none() {

@@ -1,0 +1,402 @@
+//! The indexer: keeps the index level with the segment files on disk.
+//!
+//! At start a backfill indexes every file the index lacks (or whose size or mtime changed) and
+//! drops every record whose file has gone. Then raw inotify reports each finished file
+//! (`IN_CLOSE_WRITE`, `IN_MOVED_TO`) and each removed one; `IN_Q_OVERFLOW` triggers the backfill
+//! again. Invariants:
+//! - The files are the truth. Nothing here deletes or changes a file; a file that cannot be
+//!   indexed is recorded as unindexable, never silently skipped.
+//! - Watches are set before the backfill reads the folders, so no file falls between the two.
+//! - The indexer runs on its own thread and nothing waits on it: the recorder writes files and
+//!   the indexer catches up.
+//! - A recording is locked when its file is read-only (`chmod a-w`), so locks survive a rebuild.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::Metadata;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::config::valid_stream_id;
+use crate::error::{Error, Result};
+use crate::mp4;
+use crate::store::{Change, NewRecording, Store};
+use crate::time;
+
+/// How many changes go into one index transaction during a backfill.
+const BATCH: usize = 2048;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BackfillReport {
+    pub files: usize,
+    pub probed: usize,
+    pub indexed: usize,
+    pub unindexable: usize,
+    pub removed: usize,
+    pub elapsed_ms: u64,
+}
+
+/// A segment file found on disk.
+struct Found {
+    stream_id: String,
+    name: String,
+    size: u64,
+    mtime_ms: i64,
+    locked: bool,
+}
+
+impl Found {
+    fn from_meta(stream_id: &str, name: &str, m: &Metadata) -> Found {
+        Found {
+            stream_id: stream_id.to_owned(),
+            name: name.to_owned(),
+            size: m.len(),
+            mtime_ms: m.mtime().saturating_mul(1000).saturating_add(m.mtime_nsec() / 1_000_000),
+            locked: m.mode() & 0o222 == 0,
+        }
+    }
+
+    fn rel_path(&self) -> String {
+        format!("{}/{}", self.stream_id, self.name)
+    }
+}
+
+/// Probes one file and says what the index should learn of it.
+fn index_change(root: &Path, f: &Found) -> Change {
+    let Some(start_ms) = time::parse_segment_name(&f.name) else {
+        return Change::Unindexable {
+            file_path: f.rel_path(),
+            why: "the name is not YYYY-mm-dd_HH-MM-SS.mp4 (UTC)".into(),
+        };
+    };
+    match mp4::probe_file(&root.join(&f.stream_id).join(&f.name)) {
+        Ok(p) => Change::Upsert(NewRecording {
+            stream_id: f.stream_id.clone(),
+            start_ms,
+            duration_us: p.duration_us,
+            file_size_bytes: f.size,
+            mtime_ms: f.mtime_ms,
+            retention_locked: f.locked,
+            truncated: p.truncated,
+            video_codec: p.video_codec,
+            width: p.width,
+            height: p.height,
+            audio_codec: p.audio_codec,
+        }),
+        Err(e) => Change::Unindexable { file_path: f.rel_path(), why: e.to_string() },
+    }
+}
+
+fn is_stream_dir(name: &OsStr) -> Option<&str> {
+    name.to_str().filter(|n| valid_stream_id(n))
+}
+
+fn is_segment_file(name: &OsStr) -> Option<&str> {
+    name.to_str().filter(|n| n.ends_with(".mp4") && !n.starts_with('.'))
+}
+
+/// Every non-empty segment file under `root`.
+fn scan(root: &Path) -> Result<Vec<Found>> {
+    let mut out = Vec::new();
+    let dirs = match std::fs::read_dir(root) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::from(e).context(root.display())),
+    };
+    for d in dirs {
+        let d = d?;
+        let Some(stream_id) = is_stream_dir(&d.file_name()).map(str::to_owned) else { continue };
+        if !d.file_type()?.is_dir() {
+            continue;
+        }
+        scan_stream(&d.path(), &stream_id, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn scan_stream(dir: &Path, stream_id: &str, out: &mut Vec<Found>) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::from(e).context(dir.display())),
+    };
+    for e in entries {
+        let e = e?;
+        let Some(name) = is_segment_file(&e.file_name()).map(str::to_owned) else { continue };
+        let Ok(m) = e.metadata() else { continue };
+        if m.is_file() && m.len() > 0 {
+            out.push(Found::from_meta(stream_id, &name, &m));
+        }
+    }
+    Ok(())
+}
+
+/// Probes `files` on every core; the order of the result follows `files`.
+fn probe_all(root: &Path, files: &[&Found]) -> Vec<Change> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len().max(1));
+    let chunk = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> =
+            files.chunks(chunk).map(|c| s.spawn(move || c.iter().map(|f| index_change(root, f)).collect::<Vec<_>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
+}
+
+/// Brings the index level with the files under `root`.
+pub fn backfill(store: &Store, root: &Path) -> Result<BackfillReport> {
+    let t0 = Instant::now();
+    let files = scan(root)?;
+    let mut known: HashMap<(String, i64), (u64, i64, bool)> = store
+        .all()?
+        .into_iter()
+        .map(|r| ((r.stream_id, r.start_ms), (r.file_size_bytes, r.mtime_ms, r.retention_locked)))
+        .collect();
+    let mut stale = Vec::new();
+    for f in files.iter() {
+        let key = time::parse_segment_name(&f.name).map(|ms| (f.stream_id.clone(), ms));
+        let seen = key.and_then(|k| known.remove(&k));
+        if seen != Some((f.size, f.mtime_ms, f.locked)) {
+            stale.push(f);
+        }
+    }
+    let mut report = BackfillReport { files: files.len(), probed: stale.len(), ..Default::default() };
+
+    let mut changes: Vec<Change> = Vec::new();
+    for c in probe_all(root, &stale) {
+        match c {
+            Change::Upsert(_) => report.indexed += 1,
+            _ => report.unindexable += 1,
+        }
+        changes.push(c);
+    }
+    for (stream_id, start_ms) in known.into_keys() {
+        report.removed += 1;
+        changes.push(Change::Remove { stream_id, start_ms });
+    }
+    for (file_path, _) in store.unindexable()? {
+        let (stream, name) = file_path.split_once('/').unwrap_or(("", &file_path));
+        if !files.iter().any(|f| f.stream_id == stream && f.name == name) {
+            changes.push(Change::Indexable { file_path });
+        }
+    }
+    for batch in changes.chunks(BATCH) {
+        store.apply(batch)?;
+    }
+    report.elapsed_ms = time::duration_ms(t0.elapsed());
+    Ok(report)
+}
+
+/// Stops the indexer thread when dropped or when [`Stopper::stop`] is called.
+pub struct Stopper {
+    tx: Option<OwnedFd>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Stopper {
+    /// Stops the thread after it has applied what it already read, and waits for it.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// Starts the indexer thread: watches, then the backfill, then events until stopped.
+/// `ready` is called once the first backfill is done.
+pub fn spawn(store: Arc<Store>, root: PathBuf, ready: impl FnOnce(&BackfillReport) + Send + 'static) -> Result<Stopper> {
+    std::fs::create_dir_all(&root).map_err(|e| Error::from(e).context(format!("creating {}", root.display())))?;
+    let (rx, tx) = nix::unistd::pipe().map_err(|e| Error::internal(format!("pipe: {e}")))?;
+    let mut w = Watcher::new(store, root)?;
+    let thread = std::thread::Builder::new()
+        .name("indexer".into())
+        .spawn(move || {
+            match backfill(&w.store, &w.root) {
+                Ok(r) => {
+                    log::info!(
+                        "backfill: {} files, {} probed, {} indexed, {} unindexable, {} records dropped in {} ms",
+                        r.files,
+                        r.probed,
+                        r.indexed,
+                        r.unindexable,
+                        r.removed,
+                        r.elapsed_ms
+                    );
+                    ready(&r);
+                }
+                Err(e) => log::error!("backfill: {e}"),
+            }
+            if let Err(e) = w.run(&rx) {
+                log::error!("indexer stopped: {e}");
+            }
+        })
+        .map_err(|e| Error::internal(format!("indexer thread: {e}")))?;
+    Ok(Stopper { tx: Some(tx), thread: Some(thread) })
+}
+
+const STREAM_MASK: WatchMask = WatchMask::CLOSE_WRITE
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::ONLYDIR);
+const ROOT_MASK: WatchMask = WatchMask::CREATE.union(WatchMask::MOVED_TO).union(WatchMask::ONLYDIR);
+
+struct Watcher {
+    store: Arc<Store>,
+    root: PathBuf,
+    inotify: Inotify,
+    root_wd: WatchDescriptor,
+    streams: HashMap<WatchDescriptor, String>,
+}
+
+impl Watcher {
+    fn new(store: Arc<Store>, root: PathBuf) -> Result<Watcher> {
+        let inotify = Inotify::init().map_err(|e| Error::from(e).context("inotify"))?;
+        let root_wd = inotify.watches().add(&root, ROOT_MASK).map_err(|e| Error::from(e).context(root.display()))?;
+        let mut w = Watcher { store, root, inotify, root_wd, streams: HashMap::new() };
+        for d in std::fs::read_dir(&w.root)? {
+            let d = d?;
+            if let Some(id) = is_stream_dir(&d.file_name()) {
+                if d.file_type()?.is_dir() {
+                    w.watch_stream(id);
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    fn watch_stream(&mut self, id: &str) {
+        let dir = self.root.join(id);
+        match self.inotify.watches().add(&dir, STREAM_MASK) {
+            Ok(wd) => {
+                self.streams.insert(wd, id.to_owned());
+            }
+            Err(e) => log::warn!("cannot watch {}: {e}", dir.display()),
+        }
+    }
+
+    fn run(&mut self, stop: &OwnedFd) -> Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let mut fds =
+                [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN), PollFd::new(stop.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::internal(format!("poll: {e}"))),
+            }
+            let stopping = fds[1].any().unwrap_or(true);
+            self.drain(&mut buf)?;
+            if stopping {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads every queued event and applies what they mean in one transaction.
+    fn drain(&mut self, buf: &mut [u8]) -> Result<()> {
+        let mut touched: Vec<(String, String)> = Vec::new();
+        let mut removed: Vec<(String, String)> = Vec::new();
+        let mut new_dirs: Vec<String> = Vec::new();
+        let mut rescan = false;
+        loop {
+            let events = match self.inotify.read_events(buf) {
+                Ok(ev) => ev,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(Error::from(e).context("inotify")),
+            };
+            let mut any = false;
+            for ev in events {
+                any = true;
+                if ev.mask.contains(EventMask::Q_OVERFLOW) {
+                    rescan = true;
+                    continue;
+                }
+                if ev.mask.contains(EventMask::IGNORED) {
+                    self.streams.remove(&ev.wd);
+                    continue;
+                }
+                let Some(name) = ev.name else { continue };
+                if ev.wd == self.root_wd {
+                    if ev.mask.contains(EventMask::ISDIR) {
+                        if let Some(id) = is_stream_dir(name) {
+                            new_dirs.push(id.to_owned());
+                        }
+                    }
+                    continue;
+                }
+                let (Some(stream), Some(file)) = (self.streams.get(&ev.wd), is_segment_file(name)) else { continue };
+                let item = (stream.clone(), file.to_owned());
+                if ev.mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
+                    touched.retain(|t| t != &item);
+                    removed.push(item);
+                } else {
+                    removed.retain(|t| t != &item);
+                    if !touched.contains(&item) {
+                        touched.push(item);
+                    }
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        for id in new_dirs {
+            if !self.streams.values().any(|s| s == &id) {
+                self.watch_stream(&id);
+            }
+            // Files may have been written before the watch was in place.
+            let mut found = Vec::new();
+            scan_stream(&self.root.join(&id), &id, &mut found)?;
+            touched.extend(found.into_iter().map(|f| (f.stream_id, f.name)));
+        }
+        if rescan {
+            log::warn!("inotify queue overflowed; rescanning {}", self.root.display());
+            backfill(&self.store, &self.root)?;
+            return Ok(());
+        }
+        let mut changes = Vec::new();
+        for (stream_id, name) in removed {
+            if let Some(start_ms) = time::parse_segment_name(&name) {
+                changes.push(Change::Remove { stream_id, start_ms });
+            } else {
+                changes.push(Change::Indexable { file_path: format!("{stream_id}/{name}") });
+            }
+        }
+        for (stream_id, name) in touched {
+            let Ok(m) = std::fs::metadata(self.root.join(&stream_id).join(&name)) else { continue };
+            if !m.is_file() || m.len() == 0 {
+                continue;
+            }
+            let f = Found::from_meta(&stream_id, &name, &m);
+            let c = index_change(&self.root, &f);
+            match &c {
+                Change::Upsert(r) => log::debug!("indexed {} ({} µs)", f.rel_path(), r.duration_us),
+                Change::Unindexable { why, .. } => log::warn!("cannot index {}: {why}", f.rel_path()),
+                _ => {}
+            }
+            changes.push(c);
+        }
+        if !changes.is_empty() {
+            self.store.apply(&changes)?;
+        }
+        Ok(())
+    }
+}
