@@ -60,6 +60,8 @@ struct Track {
     /// Fragmented: decode time of the first fragment and end of the last complete one.
     first_ticks: Option<u64>,
     end_ticks: u64,
+    /// Fragmented: the earliest presentation time of the first fragment (B-frames delay it).
+    start_pts: i64,
 }
 
 impl Track {
@@ -242,6 +244,7 @@ impl<R: Read + Seek> Prober<'_, R> {
                     plain_ticks: t.mdia.mdhd.duration,
                     first_ticks: None,
                     end_ticks: 0,
+                    start_pts: 0,
                 }
             })
             .collect();
@@ -266,9 +269,13 @@ impl<R: Read + Seek> Prober<'_, R> {
             let default_size = traf.tfhd.default_sample_size.unwrap_or(0);
             let mut ticks = 0u64;
             let mut data_end = 0u64;
+            let first_dts = traf.tfdt.as_ref().map_or(self.tracks[ti].end_ticks, |t| t.base_media_decode_time);
+            let mut min_pts = i64::MAX;
             for trun in &traf.trun {
                 let mut run_bytes = 0u64;
                 for s in trun.samples.iter() {
+                    let dts = i64::try_from(first_dts.saturating_add(ticks)).unwrap_or(i64::MAX);
+                    min_pts = min_pts.min(dts.saturating_add(s.cts.unwrap_or(0)));
                     ticks = ticks.saturating_add(u64::from(s.duration.unwrap_or(default_dur)));
                     run_bytes = run_bytes.saturating_add(u64::from(s.size.unwrap_or(default_size)));
                 }
@@ -278,12 +285,14 @@ impl<R: Read + Seek> Prober<'_, R> {
             if data_end > self.len {
                 return Ok(false);
             }
-            updates.push((ti, traf.tfdt.as_ref().map(|t| t.base_media_decode_time), ticks));
+            updates.push((ti, first_dts, ticks, min_pts));
         }
-        for (ti, tfdt, ticks) in updates {
+        for (ti, start, ticks, min_pts) in updates {
             let t = &mut self.tracks[ti];
-            let start = tfdt.unwrap_or(t.end_ticks);
-            t.first_ticks.get_or_insert(start);
+            if t.first_ticks.is_none() {
+                t.first_ticks = Some(start);
+                t.start_pts = if min_pts == i64::MAX { i64::try_from(start).unwrap_or(0) } else { min_pts };
+            }
             t.end_ticks = t.end_ticks.max(start.saturating_add(ticks));
         }
         Ok(true)
@@ -347,13 +356,16 @@ impl<R: Read + Seek> Prober<'_, R> {
             }));
         }
         let fragmented = self.fragmented;
-        let tracks_us = self
-            .tracks
-            .iter()
-            .filter(|t| t.timescale > 0)
-            .map(|t| rescale_us(t.duration_ticks(fragmented), t.timescale))
+        // As ffprobe does: from the earliest start of any track to the latest end of any track,
+        // each rescaled to microseconds on its own.
+        let timed = || self.tracks.iter().filter(|t| t.timescale > 0 && (!fragmented || t.first_ticks.is_some()));
+        let start_us = |t: &Track| if fragmented { rescale_signed_us(t.start_pts, t.timescale) } else { 0 };
+        let first_us = timed().map(start_us).min().unwrap_or(0);
+        let last_us = timed()
+            .map(|t| start_us(t).saturating_add(i64::try_from(rescale_us(t.duration_ticks(fragmented), t.timescale)).unwrap_or(i64::MAX)))
             .max()
             .unwrap_or(0);
+        let tracks_us = u64::try_from(last_us.saturating_sub(first_us)).unwrap_or(0);
         let duration_us = match (fragmented, self.movie_us) {
             (false, Some(us)) => us,
             _ => tracks_us,
@@ -378,6 +390,12 @@ fn rescale_us(ticks: u64, timescale: u32) -> u64 {
     ((u128::from(ticks) * 1_000_000 + ts / 2) / ts).min(u128::from(u64::MAX)) as u64
 }
 
+fn rescale_signed_us(ticks: i64, timescale: u32) -> i64 {
+    let us = rescale_us(ticks.unsigned_abs(), timescale);
+    let us = i64::try_from(us).unwrap_or(i64::MAX);
+    if ticks < 0 { -us } else { us }
+}
+
 fn fourcc(k: &[u8; 4]) -> String {
     String::from_utf8_lossy(k).into_owned()
 }
@@ -391,6 +409,8 @@ fn codec_name(c: &Codec) -> String {
         Codec::Vp09(_) => "vp9",
         Codec::Av01(_) => "av1",
         Codec::Jpeg(_) => "mjpeg",
+        // MPEG-1/2 audio in an MP4 is an mp4a entry with these object types.
+        Codec::Mp4a(a) if matches!(a.esds.es_desc.dec_config.object_type_indication, 0x69 | 0x6B) => "mp3",
         Codec::Mp4a(_) => "aac",
         Codec::Mp3(_) => "mp3",
         Codec::Opus(_) => "opus",

@@ -1,0 +1,260 @@
+//! The one shared test helper: temp dirs, real media made by ffmpeg, and the daemon binary.
+//! Everything here drives real programs; nothing is faked.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+
+pub use nix::sys::signal::Signal;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("wf-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_wallflower-nvr")
+}
+
+/// Runs a command and panics with its stderr if it fails.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (is ffmpeg installed? `bash .ci/run` installs it)"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The H.264 (and optional AAC) encoder arguments of a small synthetic camera.
+pub fn camera_args(seconds: f64, audio: bool) -> Vec<String> {
+    let mut a: Vec<String> = vec!["-hide_banner".into(), "-v".into(), "error".into(), "-y".into()];
+    a.extend(["-f", "lavfi", "-i", &format!("testsrc=size=320x240:rate=25:duration={seconds}")].map(String::from));
+    if audio {
+        a.extend(["-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={seconds}")].map(String::from));
+    }
+    a.extend(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p"].map(String::from));
+    if audio {
+        a.extend(["-c:a", "aac"].map(String::from));
+    }
+    a
+}
+
+pub const SEGMENT_MOVFLAGS: &str = "movflags=+frag_keyframe+empty_moov+default_base_moof:flush_packets=1";
+
+/// Records `seconds` of the synthetic camera into `dir` as the recorder does: segment muxer,
+/// fragmented MP4, UTC names. Returns the files, oldest first.
+pub fn record_segments(dir: &Path, seconds: f64, segment_seconds: u32, audio: bool, realtime: bool) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut a = Vec::new();
+    if realtime {
+        a.push("-re".to_string());
+    }
+    let mut args = camera_args(seconds, audio);
+    let inputs_at = args.iter().position(|x| x == "-f").unwrap();
+    for (i, x) in a.into_iter().enumerate() {
+        args.insert(inputs_at + i, x);
+    }
+    args.extend(
+        [
+            "-f",
+            "segment",
+            "-segment_time",
+            &segment_seconds.to_string(),
+            "-strftime",
+            "1",
+            "-reset_timestamps",
+            "1",
+            "-segment_format",
+            "mp4",
+            "-segment_format_options",
+            SEGMENT_MOVFLAGS,
+        ]
+        .map(String::from),
+    );
+    args.push(dir.join("%Y-%m-%d_%H-%M-%S.mp4").to_string_lossy().into_owned());
+    run(Command::new("ffmpeg").args(&args).env("TZ", "UTC"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+}
+
+/// ffprobe's `format=duration`, in seconds.
+pub fn ffprobe_duration(path: &Path) -> Option<f64> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// A corpus of real files made by ffmpeg: fragmented and plain, with and without audio, several
+/// codecs. Made once per test binary.
+pub fn corpus() -> &'static [PathBuf] {
+    static CORPUS: OnceLock<(TempDir, Vec<PathBuf>)> = OnceLock::new();
+    let (_, files) = CORPUS.get_or_init(|| {
+        let dir = TempDir::new("corpus");
+        let mut files = Vec::new();
+        let frag = "+frag_keyframe+empty_moov+default_base_moof";
+        let cases: &[(&str, &[&str])] = &[
+            ("frag_h264_aac.mp4", &["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-movflags", frag]),
+            ("frag_h264.mp4", &["-an", "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-movflags", frag]),
+            ("frag_h264_bframes_aac.mp4", &["-c:v", "libx264", "-preset", "fast", "-bf", "3", "-g", "50", "-c:a", "aac", "-movflags", frag]),
+            ("frag_hevc_aac.mp4", &["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error", "-g", "25", "-c:a", "aac", "-movflags", frag]),
+            ("frag_h264_mp3.mp4", &["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "libmp3lame", "-movflags", frag]),
+            ("frag_h264_opus.mp4", &["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "libopus", "-movflags", frag]),
+            ("frag_every_frame.mp4", &["-an", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-movflags", "+frag_every_frame+empty_moov+default_base_moof"]),
+            ("plain_h264_aac.mp4", &["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac"]),
+            ("plain_h264.mp4", &["-an", "-c:v", "libx264", "-preset", "ultrafast"]),
+            ("plain_bframes_aac_faststart.mp4", &["-c:v", "libx264", "-preset", "fast", "-bf", "2", "-c:a", "aac", "-movflags", "+faststart"]),
+        ];
+        for (name, args) in cases {
+            let out = dir.path().join(name);
+            let mut cmd = Command::new("ffmpeg");
+            cmd.args(["-hide_banner", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=6.3"]);
+            cmd.args(["-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000:duration=6.3"]);
+            cmd.args(*args).arg(&out);
+            run(&mut cmd);
+            files.push(out);
+        }
+        let seg = dir.path().join("segments");
+        files.extend(record_segments(&seg, 7.0, 3, true, true));
+        (dir, files)
+    });
+    files
+}
+
+/// Offsets where each top-level box starts, read with a plain loop independent of the probe.
+pub fn top_level_boxes(path: &Path) -> Vec<(u64, [u8; 4], u64)> {
+    let data = std::fs::read(path).unwrap();
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at + 8 <= data.len() {
+        let size = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as u64;
+        let kind: [u8; 4] = data[at + 4..at + 8].try_into().unwrap();
+        let size = if size == 1 { u64::from_be_bytes(data[at + 8..at + 16].try_into().unwrap()) } else { size };
+        out.push((at as u64, kind, size));
+        at += size as usize;
+    }
+    out
+}
+
+/// Waits for `cond` with a deadline; true if it became true.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// The daemon binary, run with a config file in a temp dir; its stderr lines are collected.
+pub struct Daemon {
+    pub child: Child,
+    lines: Mutex<mpsc::Receiver<String>>,
+    pub log: Vec<String>,
+}
+
+impl Daemon {
+    pub fn start(config: &Path) -> Daemon {
+        let mut child = Command::new(bin())
+            .args(["run", "-c"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("daemon: {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon { child, lines: Mutex::new(rx), log: Vec::new() }
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    pub fn wait_log(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        if let Some(l) = self.log.iter().find(|l| l.contains(needle)) {
+            return Some(l.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        let rx = self.lines.lock().unwrap();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(l) => {
+                    self.log.push(l.clone());
+                    if l.contains(needle) {
+                        return Some(l);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), sig).unwrap();
+    }
+
+    pub fn wait(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let t0 = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(t0.elapsed() < timeout, "daemon did not exit within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config file for the daemon that keeps everything inside `dir`.
+pub fn write_config(dir: &Path, streams: &str) -> PathBuf {
+    let text = format!(
+        "[storage]\nrecordings_dir = \"{}\"\nindex_path = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n{streams}",
+        dir.join("recordings").display(),
+        dir.join("index.redb").display()
+    );
+    let p = dir.join("config.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
