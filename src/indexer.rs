@@ -27,7 +27,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use crate::config::valid_stream_id;
 use crate::error::{Error, Result};
 use crate::mp4;
-use crate::store::{Change, NewRecording, Store};
+use crate::store::{Change, NewRecording, Store, Unindexable};
 use crate::time;
 
 /// How many changes go into one index transaction during a backfill.
@@ -66,15 +66,21 @@ impl Found {
     fn rel_path(&self) -> String {
         format!("{}/{}", self.stream_id, self.name)
     }
+
+    fn unindexable(&self, why: String) -> Change {
+        Change::Unindexable(Unindexable {
+            file_path: self.rel_path(),
+            file_size_bytes: self.size,
+            mtime_ms: self.mtime_ms,
+            why,
+        })
+    }
 }
 
 /// Probes one file and says what the index should learn of it.
 fn index_change(root: &Path, f: &Found) -> Change {
     let Some(start_ms) = time::parse_segment_name(&f.name) else {
-        return Change::Unindexable {
-            file_path: f.rel_path(),
-            why: "the name is not YYYY-mm-dd_HH-MM-SS.mp4 (UTC)".into(),
-        };
+        return f.unindexable("the name is not YYYY-mm-dd_HH-MM-SS.mp4 (UTC)".into());
     };
     match mp4::probe_file(&root.join(&f.stream_id).join(&f.name)) {
         Ok(p) => Change::Upsert(NewRecording {
@@ -90,7 +96,7 @@ fn index_change(root: &Path, f: &Found) -> Change {
             height: p.height,
             audio_codec: p.audio_codec,
         }),
-        Err(e) => Change::Unindexable { file_path: f.rel_path(), why: e.to_string() },
+        Err(e) => f.unindexable(e.to_string()),
     }
 }
 
@@ -158,11 +164,14 @@ pub fn backfill(store: &Store, root: &Path) -> Result<BackfillReport> {
         .into_iter()
         .map(|r| ((r.stream_id, r.start_ms), (r.file_size_bytes, r.mtime_ms, r.retention_locked)))
         .collect();
+    let mut known_bad: HashMap<String, (u64, i64)> =
+        store.unindexable()?.into_iter().map(|u| (u.file_path, (u.file_size_bytes, u.mtime_ms))).collect();
     let mut stale = Vec::new();
     for f in files.iter() {
         let key = time::parse_segment_name(&f.name).map(|ms| (f.stream_id.clone(), ms));
         let seen = key.and_then(|k| known.remove(&k));
-        if seen != Some((f.size, f.mtime_ms, f.locked)) {
+        let bad = known_bad.remove(&f.rel_path());
+        if seen != Some((f.size, f.mtime_ms, f.locked)) && bad != Some((f.size, f.mtime_ms)) {
             stale.push(f);
         }
     }
@@ -180,11 +189,8 @@ pub fn backfill(store: &Store, root: &Path) -> Result<BackfillReport> {
         report.removed += 1;
         changes.push(Change::Remove { stream_id, start_ms });
     }
-    for (file_path, _) in store.unindexable()? {
-        let (stream, name) = file_path.split_once('/').unwrap_or(("", &file_path));
-        if !files.iter().any(|f| f.stream_id == stream && f.name == name) {
-            changes.push(Change::Indexable { file_path });
-        }
+    for file_path in known_bad.into_keys() {
+        changes.push(Change::Indexable { file_path });
     }
     for batch in changes.chunks(BATCH) {
         store.apply(batch)?;
@@ -389,7 +395,7 @@ impl Watcher {
             let c = index_change(&self.root, &f);
             match &c {
                 Change::Upsert(r) => log::debug!("indexed {} ({} µs)", f.rel_path(), r.duration_us),
-                Change::Unindexable { why, .. } => log::warn!("cannot index {}: {why}", f.rel_path()),
+                Change::Unindexable(u) => log::warn!("cannot index {}: {}", u.file_path, u.why),
                 _ => {}
             }
             changes.push(c);

@@ -27,8 +27,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const RECORDINGS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("recordings");
 /// id → `(stream_id, start_ms)`.
 const IDS: TableDefinition<u64, (&str, i64)> = TableDefinition::new("ids");
-/// `stream_id/file name` → why it could not be indexed.
-const UNINDEXABLE: TableDefinition<&str, &str> = TableDefinition::new("unindexable");
+/// `stream_id/file name` → (size, mtime_ms, why it could not be indexed).
+const UNINDEXABLE: TableDefinition<&str, (u64, i64, &str)> = TableDefinition::new("unindexable");
 
 const KEY_SCHEMA: &str = "schema_version";
 const KEY_NEXT_ID: &str = "next_id";
@@ -153,12 +153,21 @@ pub struct NewRecording {
     pub audio_codec: Option<String>,
 }
 
+/// A file that could not be indexed, and the size and mtime it had then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unindexable {
+    pub file_path: String,
+    pub file_size_bytes: u64,
+    pub mtime_ms: i64,
+    pub why: String,
+}
+
 /// One change for [`Store::apply`].
 #[derive(Debug, Clone)]
 pub enum Change {
     Upsert(NewRecording),
     Remove { stream_id: String, start_ms: i64 },
-    Unindexable { file_path: String, why: String },
+    Unindexable(Unindexable),
     Indexable { file_path: String },
 }
 
@@ -256,6 +265,7 @@ impl Store {
                         stored.push(rec);
                     }
                     Change::Remove { stream_id, start_ms } => {
+                        bad.remove(format!("{stream_id}/{}", time::segment_name(*start_ms)).as_str())?;
                         let removed = recs.remove((stream_id.as_str(), *start_ms))?;
                         if let Some(v) = removed {
                             let id = Recording::decode(stream_id, *start_ms, v.value())?.id;
@@ -263,8 +273,8 @@ impl Store {
                             ids.remove(id)?;
                         }
                     }
-                    Change::Unindexable { file_path, why } => {
-                        bad.insert(file_path.as_str(), why.as_str())?;
+                    Change::Unindexable(u) => {
+                        bad.insert(u.file_path.as_str(), (u.file_size_bytes, u.mtime_ms, u.why.as_str()))?;
                     }
                     Change::Indexable { file_path } => {
                         bad.remove(file_path.as_str())?;
@@ -368,16 +378,22 @@ impl Store {
         Ok(tx.open_table(RECORDINGS)?.len()?)
     }
 
-    /// Files that could not be indexed: `(stream_id/file name, why)`.
-    pub fn unindexable(&self) -> Result<Vec<(String, String)>> {
+    /// Files that could not be indexed, by path.
+    pub fn unindexable(&self) -> Result<Vec<Unindexable>> {
         let tx = self.db.begin_read()?;
         let bad = tx.open_table(UNINDEXABLE)?;
         let mut out = Vec::new();
         for r in bad.iter()? {
             let (k, v) = r?;
-            out.push((k.value().to_owned(), v.value().to_owned()));
+            let (file_size_bytes, mtime_ms, why) = v.value();
+            out.push(Unindexable { file_path: k.value().to_owned(), file_size_bytes, mtime_ms, why: why.to_owned() });
         }
         Ok(out)
+    }
+
+    pub fn unindexable_count(&self) -> Result<u64> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(UNINDEXABLE)?.len()?)
     }
 }
 
