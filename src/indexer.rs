@@ -177,14 +177,18 @@ pub fn backfill(store: &Store, root: &Path) -> Result<BackfillReport> {
     }
     let mut report = BackfillReport { files: files.len(), probed: stale.len(), ..Default::default() };
 
-    let mut changes: Vec<Change> = Vec::new();
-    for c in probe_all(root, &stale) {
-        match c {
-            Change::Upsert(_) => report.indexed += 1,
-            _ => report.unindexable += 1,
+    // Probed and committed a batch at a time, so a crash keeps what was done and memory stays flat.
+    for chunk in stale.chunks(BATCH) {
+        let changes = probe_all(root, chunk);
+        for c in &changes {
+            match c {
+                Change::Upsert(_) => report.indexed += 1,
+                _ => report.unindexable += 1,
+            }
         }
-        changes.push(c);
+        store.apply(&changes)?;
     }
+    let mut changes: Vec<Change> = Vec::new();
     for (stream_id, start_ms) in known.into_keys() {
         report.removed += 1;
         changes.push(Change::Remove { stream_id, start_ms });
