@@ -10,7 +10,11 @@ use crate::mp4;
 use crate::time;
 
 #[derive(Parser, Debug)]
-#[command(name = "wallflower-nvr", version, about = "A small network video recorder")]
+#[command(
+    name = "wallflower-nvr",
+    version,
+    about = "A small network video recorder"
+)]
 pub struct Cli {
     /// Config file [env: WALLFLOWER_NVR_CONFIG] [default: /etc/wallflower-nvr/config.toml]
     #[arg(short = 'c', long = "config", global = true)]
@@ -45,7 +49,11 @@ pub enum Command {
 pub fn config_path(cli: &Cli) -> PathBuf {
     cli.config
         .clone()
-        .or_else(|| std::env::var_os("WALLFLOWER_NVR_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or_else(|| {
+            std::env::var_os("WALLFLOWER_NVR_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH))
 }
 

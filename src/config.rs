@@ -88,7 +88,9 @@ impl Default for Config {
                 min_free_percent: 10.0,
                 target_free_percent: 15.0,
             },
-            http: Http { listen: SocketAddr::from(([0, 0, 0, 0], 8080)) },
+            http: Http {
+                listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            },
             streams: Vec::new(),
         }
     }
@@ -115,7 +117,14 @@ impl fmt::Display for ConfigErrors {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{}:{}: {}", self.path.display(), e.line, e.col, e.message)?;
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                e.line,
+                e.col,
+                e.message
+            )?;
         }
         Ok(())
     }
@@ -136,25 +145,39 @@ impl Config {
             Ok(text) => Config::parse(&text, path),
             Err(e) => Err(ConfigErrors {
                 path: path.to_owned(),
-                errors: vec![ConfigError { line: 1, col: 1, message: format!("cannot read: {e}") }],
+                errors: vec![ConfigError {
+                    line: 1,
+                    col: 1,
+                    message: format!("cannot read: {e}"),
+                }],
             }),
         }
     }
 
     /// Parses and validates `text`; `path` only names the file in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
-        let mut w = Walker { text, errors: Vec::new() };
+        let mut w = Walker {
+            text,
+            errors: Vec::new(),
+        };
         let (doc, syntax) = DeTable::parse_recoverable(text);
         for e in syntax {
             let at = e.span().unwrap_or(0..0);
             w.error(at, e.message().trim().to_owned());
         }
-        let config = if w.errors.is_empty() { Some(w.document(doc.get_ref())) } else { None };
+        let config = if w.errors.is_empty() {
+            Some(w.document(doc.get_ref()))
+        } else {
+            None
+        };
         match config {
             Some(c) if w.errors.is_empty() => Ok(c),
             _ => {
                 w.errors.sort_by_key(|e| (e.line, e.col));
-                Err(ConfigErrors { path: path.to_owned(), errors: w.errors })
+                Err(ConfigErrors {
+                    path: path.to_owned(),
+                    errors: w.errors,
+                })
             }
         }
     }
@@ -183,11 +206,15 @@ pub fn valid_stream_id(id: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+        && b.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
 }
 
 type Table<'i> = DeTable<'i>;
-type Entry<'a, 'i> = (&'a Spanned<std::borrow::Cow<'i, str>>, &'a Spanned<DeValue<'i>>);
+type Entry<'a, 'i> = (
+    &'a Spanned<std::borrow::Cow<'i, str>>,
+    &'a Spanned<DeValue<'i>>,
+);
 
 struct Walker<'t> {
     text: &'t str,
@@ -203,11 +230,19 @@ struct Keys<'a, 'i> {
 
 impl<'a, 'i> Keys<'a, 'i> {
     fn new(path: &str, table: &'a Table<'i>) -> Self {
-        Keys { path: path.to_owned(), table, known: Vec::new() }
+        Keys {
+            path: path.to_owned(),
+            table,
+            known: Vec::new(),
+        }
     }
 
     fn full(&self, key: &str) -> String {
-        if self.path.is_empty() { key.to_owned() } else { format!("{}.{}", self.path, key) }
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{}", self.path, key)
+        }
     }
 
     fn get(&mut self, key: &'static str) -> Option<Entry<'a, 'i>> {
@@ -233,19 +268,30 @@ impl Walker<'_> {
         }
     }
 
-    fn table<'a, 'i>(&mut self, keys: &mut Keys<'a, 'i>, key: &'static str) -> Option<Keys<'a, 'i>> {
+    fn table<'a, 'i>(
+        &mut self,
+        keys: &mut Keys<'a, 'i>,
+        key: &'static str,
+    ) -> Option<Keys<'a, 'i>> {
         let name = keys.full(key);
         let (k, v) = keys.get(key)?;
         match v.get_ref() {
             DeValue::Table(t) => Some(Keys::new(&name, t)),
             other => {
-                self.error(k.span(), format!("{name}: expected a table, found {}", other.type_str()));
+                self.error(
+                    k.span(),
+                    format!("{name}: expected a table, found {}", other.type_str()),
+                );
                 None
             }
         }
     }
 
-    fn string(&mut self, keys: &mut Keys<'_, '_>, key: &'static str) -> Option<(String, Range<usize>)> {
+    fn string(
+        &mut self,
+        keys: &mut Keys<'_, '_>,
+        key: &'static str,
+    ) -> Option<(String, Range<usize>)> {
         let name = keys.full(key);
         let (k, v) = keys.get(key)?;
         match v.get_ref() {
@@ -255,7 +301,10 @@ impl Walker<'_> {
             }
             DeValue::String(s) => Some((s.to_string(), k.span())),
             other => {
-                self.error(k.span(), format!("{name}: expected a string, found {}", other.type_str()));
+                self.error(
+                    k.span(),
+                    format!("{name}: expected a string, found {}", other.type_str()),
+                );
                 None
             }
         }
@@ -267,48 +316,79 @@ impl Walker<'_> {
         match v.get_ref() {
             DeValue::Boolean(b) => Some(*b),
             other => {
-                self.error(k.span(), format!("{name}: expected true or false, found {}", other.type_str()));
+                self.error(
+                    k.span(),
+                    format!("{name}: expected true or false, found {}", other.type_str()),
+                );
                 None
             }
         }
     }
 
     /// A whole number within `[min, max]`.
-    fn uint(&mut self, keys: &mut Keys<'_, '_>, key: &'static str, min: u32, max: u32, unit: &str) -> Option<u32> {
+    fn uint(
+        &mut self,
+        keys: &mut Keys<'_, '_>,
+        key: &'static str,
+        min: u32,
+        max: u32,
+        unit: &str,
+    ) -> Option<u32> {
         let name = keys.full(key);
         let (k, v) = keys.get(key)?;
         let parsed = match v.get_ref() {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
             other => {
-                self.error(k.span(), format!("{name}: expected a whole number, found {}", other.type_str()));
+                self.error(
+                    k.span(),
+                    format!(
+                        "{name}: expected a whole number, found {}",
+                        other.type_str()
+                    ),
+                );
                 return None;
             }
         };
         match parsed {
             Some(n) if n >= i64::from(min) && n <= i64::from(max) => u32::try_from(n).ok(),
             _ => {
-                self.error(k.span(), format!("{name}: must be a whole number of {unit} from {min} to {max}"));
+                self.error(
+                    k.span(),
+                    format!("{name}: must be a whole number of {unit} from {min} to {max}"),
+                );
                 None
             }
         }
     }
 
     /// A percentage in `[0, 100]`; integers are accepted too.
-    fn percent(&mut self, keys: &mut Keys<'_, '_>, key: &'static str) -> Option<(f64, Range<usize>)> {
+    fn percent(
+        &mut self,
+        keys: &mut Keys<'_, '_>,
+        key: &'static str,
+    ) -> Option<(f64, Range<usize>)> {
         let name = keys.full(key);
         let (k, v) = keys.get(key)?;
         let parsed = match v.get_ref() {
-            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok().map(|n| n as f64),
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .map(|n| n as f64),
             DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
             other => {
-                self.error(k.span(), format!("{name}: expected a number, found {}", other.type_str()));
+                self.error(
+                    k.span(),
+                    format!("{name}: expected a number, found {}", other.type_str()),
+                );
                 return None;
             }
         };
         match parsed {
             Some(p) if (0.0..=100.0).contains(&p) => Some((p, k.span())),
             _ => {
-                self.error(k.span(), format!("{name}: must be a percentage from 0 to 100"));
+                self.error(
+                    k.span(),
+                    format!("{name}: must be a percentage from 0 to 100"),
+                );
                 None
             }
         }
@@ -337,7 +417,10 @@ impl Walker<'_> {
                 if let Err(why) = check_url(&probe) {
                     self.error(at, format!("recording.source_template: {why}"));
                 } else if probe.contains(['{', '}']) {
-                    self.error(at, "recording.source_template: the only placeholder is {stream_id}".into());
+                    self.error(
+                        at,
+                        "recording.source_template: the only placeholder is {stream_id}".into(),
+                    );
                 }
                 c.recording.source_template = s;
             }
@@ -349,7 +432,10 @@ impl Walker<'_> {
                     "auto" => c.recording.audio = AudioMode::Auto,
                     "copy" => c.recording.audio = AudioMode::Copy,
                     "off" => c.recording.audio = AudioMode::Off,
-                    _ => self.error(at, format!("recording.audio: {s:?} is not one of \"auto\", \"copy\", \"off\"")),
+                    _ => self.error(
+                        at,
+                        format!("recording.audio: {s:?} is not one of \"auto\", \"copy\", \"off\""),
+                    ),
                 }
             }
             self.finish(t);
@@ -387,7 +473,10 @@ impl Walker<'_> {
             if let Some((s, at)) = self.string(&mut t, "listen") {
                 match s.parse::<SocketAddr>() {
                     Ok(a) => c.http.listen = a,
-                    Err(_) => self.error(at, format!("http.listen: {s:?} is not an address like \"0.0.0.0:8080\"")),
+                    Err(_) => self.error(
+                        at,
+                        format!("http.listen: {s:?} is not an address like \"0.0.0.0:8080\""),
+                    ),
                 }
             }
             self.finish(t);
@@ -405,7 +494,10 @@ impl Walker<'_> {
                 }
                 other => self.error(
                     k.span(),
-                    format!("streams: expected an array of tables ([[streams]]), found {}", other.type_str()),
+                    format!(
+                        "streams: expected an array of tables ([[streams]]), found {}",
+                        other.type_str()
+                    ),
                 ),
             }
         }
@@ -422,23 +514,40 @@ impl Walker<'_> {
     ) -> Option<Stream> {
         let path = format!("streams[{i}]");
         let DeValue::Table(table) = item.get_ref() else {
-            self.error(item.span(), format!("{path}: expected a table, found {}", item.get_ref().type_str()));
+            self.error(
+                item.span(),
+                format!(
+                    "{path}: expected a table, found {}",
+                    item.get_ref().type_str()
+                ),
+            );
             return None;
         };
         let mut t = Keys::new(&path, table);
         let id = match self.string(&mut t, "id") {
             Some((id, at)) if !valid_stream_id(&id) => {
-                self.error(at, format!("{path}.id: {id:?} is not a valid stream id ([a-z0-9][a-z0-9_-]{{0,63}})"));
+                self.error(
+                    at,
+                    format!(
+                        "{path}.id: {id:?} is not a valid stream id ([a-z0-9][a-z0-9_-]{{0,63}})"
+                    ),
+                );
                 None
             }
             Some((id, at)) if !seen.insert(id.clone()) => {
-                self.error(at, format!("{path}.id: {id:?} is used by an earlier stream"));
+                self.error(
+                    at,
+                    format!("{path}.id: {id:?} is used by an earlier stream"),
+                );
                 None
             }
             Some((id, _)) => Some(id),
             None => {
                 if t.table.iter().all(|(k, _)| k.get_ref().as_ref() != "id") {
-                    self.error(item.span(), format!("{path}.id: missing; every stream needs an id"));
+                    self.error(
+                        item.span(),
+                        format!("{path}.id: missing; every stream needs an id"),
+                    );
                 }
                 None
             }
@@ -498,7 +607,12 @@ mod tests {
     }
 
     fn errors(text: &str) -> Vec<String> {
-        parse(text).unwrap_err().to_string().lines().map(str::to_owned).collect()
+        parse(text)
+            .unwrap_err()
+            .to_string()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     #[test]
@@ -547,9 +661,15 @@ mod tests {
     fn wrong_types_and_missing_id() {
         let e = errors("[http]\nlisten = 8080\n[[streams]]\nname = \"x\"\nenabled = \"yes\"\n");
         assert_eq!(e.len(), 3, "{e:?}");
-        assert!(e[0].contains("http.listen: expected a string, found integer"), "{e:?}");
+        assert!(
+            e[0].contains("http.listen: expected a string, found integer"),
+            "{e:?}"
+        );
         assert!(e[1].contains("streams[0].id: missing"), "{e:?}");
-        assert!(e[2].contains("streams[0].enabled: expected true or false"), "{e:?}");
+        assert!(
+            e[2].contains("streams[0].enabled: expected true or false"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -58,11 +58,16 @@ pub fn demo_config(data: &Path, listen: std::net::SocketAddr) -> Config {
 pub fn run(config: Config, mode: Mode) -> Result<i32> {
     // Block the signals before any thread starts, so every thread inherits the mask and only
     // the wait below receives them.
-    signals().thread_block().map_err(|e| Error::internal(format!("sigprocmask: {e}")))?;
+    signals()
+        .thread_block()
+        .map_err(|e| Error::internal(format!("sigprocmask: {e}")))?;
 
     let store = Arc::new(Store::open(&config.storage.index_path)?);
     let indexer = indexer::spawn(store.clone(), config.storage.recordings_dir.clone(), |r| {
-        notify(&[sd_notify::NotifyState::Status(&format!("indexed {} files", r.files))]);
+        notify(&[sd_notify::NotifyState::Status(&format!(
+            "indexed {} files",
+            r.files
+        ))]);
     })?;
 
     let mut recorders = Vec::new();
@@ -71,8 +76,18 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
             Mode::Demo => Source::TestPattern,
             Mode::Config(_) => Source::Rtsp(&s.url),
         };
-        let audio = if matches!(mode, Mode::Demo) { AudioMode::Copy } else { config.recording.audio };
-        match Recorder::start(&config.recording.ffmpeg_path, s, source, audio, &config.storage.recordings_dir) {
+        let audio = if matches!(mode, Mode::Demo) {
+            AudioMode::Copy
+        } else {
+            config.recording.audio
+        };
+        match Recorder::start(
+            &config.recording.ffmpeg_path,
+            s,
+            source,
+            audio,
+            &config.storage.recordings_dir,
+        ) {
             Ok(r) => recorders.push(r),
             Err(e) => log::error!("{}: {e}", s.id),
         }
@@ -81,13 +96,20 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
     log::info!("running: {}", config.summary());
 
     loop {
-        let sig = signals().wait().map_err(|e| Error::internal(format!("sigwait: {e}")))?;
+        let sig = signals()
+            .wait()
+            .map_err(|e| Error::internal(format!("sigwait: {e}")))?;
         match sig {
             Signal::SIGHUP => {
                 if let Mode::Config(path) = &mode {
                     match Config::load(path) {
-                        Ok(_) => log::info!("config {} is valid; streams are applied by the recorder", path.display()),
-                        Err(e) => log::error!("config reload refused, the running config stays:\n{e}"),
+                        Ok(_) => log::info!(
+                            "config {} is valid; streams are applied by the recorder",
+                            path.display()
+                        ),
+                        Err(e) => {
+                            log::error!("config reload refused, the running config stays:\n{e}")
+                        }
                     }
                 }
             }

@@ -35,7 +35,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(kind: Kind, msg: impl Into<String>) -> Self {
-        Error { kind, msg: msg.into() }
+        Error {
+            kind,
+            msg: msg.into(),
+        }
     }
 
     pub fn bad_request(msg: impl Into<String>) -> Self {
@@ -56,7 +59,10 @@ impl Error {
 
     /// Prefixes the message with where it happened, keeping the kind.
     pub fn context(self, what: impl fmt::Display) -> Self {
-        Error { kind: self.kind, msg: format!("{what}: {}", self.msg) }
+        Error {
+            kind: self.kind,
+            msg: format!("{what}: {}", self.msg),
+        }
     }
 }
 

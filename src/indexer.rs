@@ -58,7 +58,10 @@ impl Found {
             stream_id: stream_id.to_owned(),
             name: name.to_owned(),
             size: m.len(),
-            mtime_ms: m.mtime().saturating_mul(1000).saturating_add(m.mtime_nsec() / 1_000_000),
+            mtime_ms: m
+                .mtime()
+                .saturating_mul(1000)
+                .saturating_add(m.mtime_nsec() / 1_000_000),
             locked: m.mode() & 0o222 == 0,
         }
     }
@@ -105,7 +108,8 @@ fn is_stream_dir(name: &OsStr) -> Option<&str> {
 }
 
 fn is_segment_file(name: &OsStr) -> Option<&str> {
-    name.to_str().filter(|n| n.ends_with(".mp4") && !n.starts_with('.'))
+    name.to_str()
+        .filter(|n| n.ends_with(".mp4") && !n.starts_with('.'))
 }
 
 /// Every non-empty segment file under `root`.
@@ -118,7 +122,9 @@ fn scan(root: &Path) -> Result<Vec<Found>> {
     };
     for d in dirs {
         let d = d?;
-        let Some(stream_id) = is_stream_dir(&d.file_name()).map(str::to_owned) else { continue };
+        let Some(stream_id) = is_stream_dir(&d.file_name()).map(str::to_owned) else {
+            continue;
+        };
         if !d.file_type()?.is_dir() {
             continue;
         }
@@ -135,7 +141,9 @@ fn scan_stream(dir: &Path, stream_id: &str, out: &mut Vec<Found>) -> Result<()> 
     };
     for e in entries {
         let e = e?;
-        let Some(name) = is_segment_file(&e.file_name()).map(str::to_owned) else { continue };
+        let Some(name) = is_segment_file(&e.file_name()).map(str::to_owned) else {
+            continue;
+        };
         let Ok(m) = e.metadata() else { continue };
         if m.is_file() && m.len() > 0 {
             out.push(Found::from_meta(stream_id, &name, &m));
@@ -146,12 +154,19 @@ fn scan_stream(dir: &Path, stream_id: &str, out: &mut Vec<Found>) -> Result<()> 
 
 /// Probes `files` on every core; the order of the result follows `files`.
 fn probe_all(root: &Path, files: &[&Found]) -> Vec<Change> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len().max(1));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
     let chunk = files.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
-        let handles: Vec<_> =
-            files.chunks(chunk).map(|c| s.spawn(move || c.iter().map(|f| index_change(root, f)).collect::<Vec<_>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().map(|f| index_change(root, f)).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
     })
 }
 
@@ -162,10 +177,18 @@ pub fn backfill(store: &Store, root: &Path) -> Result<BackfillReport> {
     let mut known: HashMap<(String, i64), (u64, i64, bool)> = store
         .all()?
         .into_iter()
-        .map(|r| ((r.stream_id, r.start_ms), (r.file_size_bytes, r.mtime_ms, r.retention_locked)))
+        .map(|r| {
+            (
+                (r.stream_id, r.start_ms),
+                (r.file_size_bytes, r.mtime_ms, r.retention_locked),
+            )
+        })
         .collect();
-    let mut known_bad: HashMap<String, (u64, i64)> =
-        store.unindexable()?.into_iter().map(|u| (u.file_path, (u.file_size_bytes, u.mtime_ms))).collect();
+    let mut known_bad: HashMap<String, (u64, i64)> = store
+        .unindexable()?
+        .into_iter()
+        .map(|u| (u.file_path, (u.file_size_bytes, u.mtime_ms)))
+        .collect();
     let mut stale = Vec::new();
     for f in files.iter() {
         let key = time::parse_segment_name(&f.name).map(|ms| (f.stream_id.clone(), ms));
@@ -175,7 +198,11 @@ pub fn backfill(store: &Store, root: &Path) -> Result<BackfillReport> {
             stale.push(f);
         }
     }
-    let mut report = BackfillReport { files: files.len(), probed: stale.len(), ..Default::default() };
+    let mut report = BackfillReport {
+        files: files.len(),
+        probed: stale.len(),
+        ..Default::default()
+    };
 
     // Probed and committed a batch at a time, so a crash keeps what was done and memory stays flat.
     for chunk in stale.chunks(BATCH) {
@@ -191,7 +218,10 @@ pub fn backfill(store: &Store, root: &Path) -> Result<BackfillReport> {
     let mut changes: Vec<Change> = Vec::new();
     for (stream_id, start_ms) in known.into_keys() {
         report.removed += 1;
-        changes.push(Change::Remove { stream_id, start_ms });
+        changes.push(Change::Remove {
+            stream_id,
+            start_ms,
+        });
     }
     for file_path in known_bad.into_keys() {
         changes.push(Change::Indexable { file_path });
@@ -231,8 +261,13 @@ impl Drop for Stopper {
 
 /// Starts the indexer thread: watches, then the backfill, then events until stopped.
 /// `ready` is called once the first backfill is done.
-pub fn spawn(store: Arc<Store>, root: PathBuf, ready: impl FnOnce(&BackfillReport) + Send + 'static) -> Result<Stopper> {
-    std::fs::create_dir_all(&root).map_err(|e| Error::from(e).context(format!("creating {}", root.display())))?;
+pub fn spawn(
+    store: Arc<Store>,
+    root: PathBuf,
+    ready: impl FnOnce(&BackfillReport) + Send + 'static,
+) -> Result<Stopper> {
+    std::fs::create_dir_all(&root)
+        .map_err(|e| Error::from(e).context(format!("creating {}", root.display())))?;
     let (rx, tx) = nix::unistd::pipe().map_err(|e| Error::internal(format!("pipe: {e}")))?;
     let mut w = Watcher::new(store, root)?;
     let thread = std::thread::Builder::new()
@@ -258,7 +293,10 @@ pub fn spawn(store: Arc<Store>, root: PathBuf, ready: impl FnOnce(&BackfillRepor
             }
         })
         .map_err(|e| Error::internal(format!("indexer thread: {e}")))?;
-    Ok(Stopper { tx: Some(tx), thread: Some(thread) })
+    Ok(Stopper {
+        tx: Some(tx),
+        thread: Some(thread),
+    })
 }
 
 const STREAM_MASK: WatchMask = WatchMask::CLOSE_WRITE
@@ -266,7 +304,9 @@ const STREAM_MASK: WatchMask = WatchMask::CLOSE_WRITE
     .union(WatchMask::MOVED_FROM)
     .union(WatchMask::DELETE)
     .union(WatchMask::ONLYDIR);
-const ROOT_MASK: WatchMask = WatchMask::CREATE.union(WatchMask::MOVED_TO).union(WatchMask::ONLYDIR);
+const ROOT_MASK: WatchMask = WatchMask::CREATE
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::ONLYDIR);
 
 struct Watcher {
     store: Arc<Store>,
@@ -279,14 +319,23 @@ struct Watcher {
 impl Watcher {
     fn new(store: Arc<Store>, root: PathBuf) -> Result<Watcher> {
         let inotify = Inotify::init().map_err(|e| Error::from(e).context("inotify"))?;
-        let root_wd = inotify.watches().add(&root, ROOT_MASK).map_err(|e| Error::from(e).context(root.display()))?;
-        let mut w = Watcher { store, root, inotify, root_wd, streams: HashMap::new() };
+        let root_wd = inotify
+            .watches()
+            .add(&root, ROOT_MASK)
+            .map_err(|e| Error::from(e).context(root.display()))?;
+        let mut w = Watcher {
+            store,
+            root,
+            inotify,
+            root_wd,
+            streams: HashMap::new(),
+        };
         for d in std::fs::read_dir(&w.root)? {
             let d = d?;
-            if let Some(id) = is_stream_dir(&d.file_name()) {
-                if d.file_type()?.is_dir() {
-                    w.watch_stream(id);
-                }
+            if let Some(id) = is_stream_dir(&d.file_name())
+                && d.file_type()?.is_dir()
+            {
+                w.watch_stream(id);
             }
         }
         Ok(w)
@@ -305,8 +354,10 @@ impl Watcher {
     fn run(&mut self, stop: &OwnedFd) -> Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let mut fds =
-                [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN), PollFd::new(stop.as_fd(), PollFlags::POLLIN)];
+            let mut fds = [
+                PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN),
+                PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+            ];
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -345,16 +396,22 @@ impl Watcher {
                 }
                 let Some(name) = ev.name else { continue };
                 if ev.wd == self.root_wd {
-                    if ev.mask.contains(EventMask::ISDIR) {
-                        if let Some(id) = is_stream_dir(name) {
-                            new_dirs.push(id.to_owned());
-                        }
+                    if ev.mask.contains(EventMask::ISDIR)
+                        && let Some(id) = is_stream_dir(name)
+                    {
+                        new_dirs.push(id.to_owned());
                     }
                     continue;
                 }
-                let (Some(stream), Some(file)) = (self.streams.get(&ev.wd), is_segment_file(name)) else { continue };
+                let (Some(stream), Some(file)) = (self.streams.get(&ev.wd), is_segment_file(name))
+                else {
+                    continue;
+                };
                 let item = (stream.clone(), file.to_owned());
-                if ev.mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
+                if ev
+                    .mask
+                    .intersects(EventMask::DELETE | EventMask::MOVED_FROM)
+                {
                     touched.retain(|t| t != &item);
                     removed.push(item);
                 } else {
@@ -378,20 +435,30 @@ impl Watcher {
             touched.extend(found.into_iter().map(|f| (f.stream_id, f.name)));
         }
         if rescan {
-            log::warn!("inotify queue overflowed; rescanning {}", self.root.display());
+            log::warn!(
+                "inotify queue overflowed; rescanning {}",
+                self.root.display()
+            );
             backfill(&self.store, &self.root)?;
             return Ok(());
         }
         let mut changes = Vec::new();
         for (stream_id, name) in removed {
             if let Some(start_ms) = time::parse_segment_name(&name) {
-                changes.push(Change::Remove { stream_id, start_ms });
+                changes.push(Change::Remove {
+                    stream_id,
+                    start_ms,
+                });
             } else {
-                changes.push(Change::Indexable { file_path: format!("{stream_id}/{name}") });
+                changes.push(Change::Indexable {
+                    file_path: format!("{stream_id}/{name}"),
+                });
             }
         }
         for (stream_id, name) in touched {
-            let Ok(m) = std::fs::metadata(self.root.join(&stream_id).join(&name)) else { continue };
+            let Ok(m) = std::fs::metadata(self.root.join(&stream_id).join(&name)) else {
+                continue;
+            };
             if !m.is_file() || m.len() == 0 {
                 continue;
             }

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use mp4_atom::{Atom, Codec, Mfra, Moof, Moov};
+use mp4_atom::{Atom, Codec, Moof, Moov};
 
 use crate::error::{Error, Result};
 
@@ -23,7 +23,9 @@ const MAX_INDEX_BOX: u64 = 64 << 20;
 const MAX_MOOF: u64 = 16 << 20;
 
 /// The boxes an MP4 file may start with.
-const FIRST_BOXES: [&[u8; 4]; 7] = [b"ftyp", b"styp", b"moov", b"free", b"skip", b"wide", b"pdin"];
+const FIRST_BOXES: [&[u8; 4]; 7] = [
+    b"ftyp", b"styp", b"moov", b"free", b"skip", b"wide", b"pdin",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
@@ -86,7 +88,15 @@ pub fn probe<R: Read + Seek>(r: &mut R, len: u64) -> Result<Probe> {
     if len == 0 {
         return Err(Error::corrupt("empty file"));
     }
-    let mut p = Prober { r, len, tracks: Vec::new(), fragmented: false, truncated: false, moov: false, movie_us: None };
+    let mut p = Prober {
+        r,
+        len,
+        tracks: Vec::new(),
+        fragmented: false,
+        truncated: false,
+        moov: false,
+        movie_us: None,
+    };
     if !p.probe_with_mfra()? {
         p.tracks.clear();
         p.fragmented = false;
@@ -148,17 +158,30 @@ impl<R: Read + Seek> Prober<'_, R> {
             n => (u64::from(n), at + 8),
         };
         if size < body - at {
-            return Err(Error::corrupt(format!("box {} at byte {at} has a bad size {size}", fourcc(&kind))));
+            return Err(Error::corrupt(format!(
+                "box {} at byte {at} has a bad size {size}",
+                fourcc(&kind)
+            )));
         }
         let end = at.checked_add(size).filter(|&e| e <= self.len);
-        Ok(Some(BoxHeader { kind, start: at, body, end }))
+        Ok(Some(BoxHeader {
+            kind,
+            start: at,
+            body,
+            end,
+        }))
     }
 
     fn body(&mut self, h: &BoxHeader, cap: u64) -> Result<Vec<u8>> {
-        let end = h.end.ok_or_else(|| Error::corrupt("box runs past the end of the file"))?;
+        let end = h
+            .end
+            .ok_or_else(|| Error::corrupt("box runs past the end of the file"))?;
         let n = end - h.body;
         if n > cap {
-            return Err(Error::corrupt(format!("{} box of {n} bytes is larger than {cap}", fourcc(&h.kind))));
+            return Err(Error::corrupt(format!(
+                "{} box of {n} bytes is larger than {cap}",
+                fourcc(&h.kind)
+            )));
         }
         let mut buf = vec![0u8; n as usize];
         self.read_at(h.body, &mut buf)?;
@@ -171,13 +194,17 @@ impl<R: Read + Seek> Prober<'_, R> {
         while at < self.len {
             let Some(h) = self.header(at)? else {
                 if at == 0 {
-                    return Err(Error::corrupt("not an MP4 file: shorter than one box header"));
+                    return Err(Error::corrupt(
+                        "not an MP4 file: shorter than one box header",
+                    ));
                 }
                 self.truncated = true;
                 break;
             };
             if at == 0 && !FIRST_BOXES.contains(&&h.kind) {
-                return Err(Error::corrupt("not an MP4 file: it does not start with an ftyp or moov box"));
+                return Err(Error::corrupt(
+                    "not an MP4 file: it does not start with an ftyp or moov box",
+                ));
             }
             match &h.kind {
                 b"moov" => {
@@ -214,13 +241,17 @@ impl<R: Read + Seek> Prober<'_, R> {
     }
 
     fn moov(&mut self, body: &[u8]) -> Result<()> {
-        let moov = Moov::decode_body(&mut &body[..]).map_err(|e| Error::corrupt(format!("moov: {e}")))?;
+        let moov =
+            Moov::decode_body(&mut &body[..]).map_err(|e| Error::corrupt(format!("moov: {e}")))?;
         self.moov = true;
         if moov.mvhd.timescale > 0 && moov.mvhd.duration > 0 {
             self.movie_us = Some(rescale_us(moov.mvhd.duration, moov.mvhd.timescale));
         }
         let defaults = |id: u32| {
-            moov.mvex.as_ref().and_then(|m| m.trex.iter().find(|t| t.track_id == id)).map_or(0, |t| t.default_sample_duration)
+            moov.mvex
+                .as_ref()
+                .and_then(|m| m.trex.iter().find(|t| t.track_id == id))
+                .map_or(0, |t| t.default_sample_duration)
         };
         self.tracks = moov
             .trak
@@ -258,18 +289,28 @@ impl<R: Read + Seek> Prober<'_, R> {
             return Ok(false);
         }
         let body = self.body(h, MAX_MOOF)?;
-        let moof = Moof::decode_body(&mut &body[..]).map_err(|e| Error::corrupt(format!("moof at byte {}: {e}", h.start)))?;
+        let moof = Moof::decode_body(&mut &body[..])
+            .map_err(|e| Error::corrupt(format!("moof at byte {}: {e}", h.start)))?;
         let mut updates = Vec::with_capacity(moof.traf.len());
         for traf in &moof.traf {
             let Some(ti) = self.tracks.iter().position(|t| t.id == traf.tfhd.track_id) else {
-                return Err(Error::corrupt(format!("moof at byte {} names unknown track {}", h.start, traf.tfhd.track_id)));
+                return Err(Error::corrupt(format!(
+                    "moof at byte {} names unknown track {}",
+                    h.start, traf.tfhd.track_id
+                )));
             };
             let base = traf.tfhd.base_data_offset.unwrap_or(h.start);
-            let default_dur = traf.tfhd.default_sample_duration.unwrap_or(self.tracks[ti].default_dur);
+            let default_dur = traf
+                .tfhd
+                .default_sample_duration
+                .unwrap_or(self.tracks[ti].default_dur);
             let default_size = traf.tfhd.default_sample_size.unwrap_or(0);
             let mut ticks = 0u64;
             let mut data_end = 0u64;
-            let first_dts = traf.tfdt.as_ref().map_or(self.tracks[ti].end_ticks, |t| t.base_media_decode_time);
+            let first_dts = traf
+                .tfdt
+                .as_ref()
+                .map_or(self.tracks[ti].end_ticks, |t| t.base_media_decode_time);
             let mut min_pts = i64::MAX;
             for trun in &traf.trun {
                 let mut run_bytes = 0u64;
@@ -279,7 +320,9 @@ impl<R: Read + Seek> Prober<'_, R> {
                     ticks = ticks.saturating_add(u64::from(s.duration.unwrap_or(default_dur)));
                     run_bytes = run_bytes.saturating_add(u64::from(s.size.unwrap_or(default_size)));
                 }
-                let start = base.checked_add_signed(i64::from(trun.data_offset.unwrap_or(0))).unwrap_or(u64::MAX);
+                let start = base
+                    .checked_add_signed(i64::from(trun.data_offset.unwrap_or(0)))
+                    .unwrap_or(u64::MAX);
                 data_end = data_end.max(start.saturating_add(run_bytes));
             }
             if data_end > self.len {
@@ -291,7 +334,11 @@ impl<R: Read + Seek> Prober<'_, R> {
             let t = &mut self.tracks[ti];
             if t.first_ticks.is_none() {
                 t.first_ticks = Some(start);
-                t.start_pts = if min_pts == i64::MAX { i64::try_from(start).unwrap_or(0) } else { min_pts };
+                t.start_pts = if min_pts == i64::MAX {
+                    i64::try_from(start).unwrap_or(0)
+                } else {
+                    min_pts
+                };
             }
             t.end_ticks = t.end_ticks.max(start.saturating_add(ticks));
         }
@@ -311,13 +358,32 @@ impl<R: Read + Seek> Prober<'_, R> {
             return Ok(false);
         }
         let mfra_size = u64::from(u32::from_be_bytes([tail[12], tail[13], tail[14], tail[15]]));
-        let Some(mfra_at) = self.len.checked_sub(mfra_size) else { return Ok(false) };
-        let Some(h) = self.header(mfra_at)? else { return Ok(false) };
+        let Some(mfra_at) = self.len.checked_sub(mfra_size) else {
+            return Ok(false);
+        };
+        let Some(h) = self.header(mfra_at)? else {
+            return Ok(false);
+        };
         if &h.kind != b"mfra" || h.end != Some(self.len) {
             return Ok(false);
         }
-        let Ok(body) = self.body(&h, MAX_INDEX_BOX) else { return Ok(false) };
-        let Ok(mfra) = Mfra::decode_body(&mut &body[..]) else { return Ok(false) };
+        let mut last_by_track: Vec<(u32, u64)> = Vec::new();
+        let mut at = h.body;
+        while at < self.len - 16 {
+            let Some(child) = self.header(at)? else {
+                return Ok(false);
+            };
+            let Some(end) = child.end else {
+                return Ok(false);
+            };
+            if &child.kind == b"tfra" {
+                match self.last_tfra_entry(&child, end)? {
+                    Some(e) => last_by_track.push(e),
+                    None => return Ok(false),
+                }
+            }
+            at = end;
+        }
 
         let after_first = self.walk(0, Some(()))?;
         if !self.fragmented || self.truncated {
@@ -325,8 +391,9 @@ impl<R: Read + Seek> Prober<'_, R> {
         }
         let mut last_moofs: Vec<u64> = Vec::new();
         for t in &self.tracks {
-            let Some(tfra) = mfra.tfra.iter().find(|f| f.track_id == t.id) else { return Ok(false) };
-            let Some(last) = tfra.entries.iter().map(|e| e.moof_offset).max() else { return Ok(false) };
+            let Some(&(_, last)) = last_by_track.iter().find(|(id, _)| *id == t.id) else {
+                return Ok(false);
+            };
             if t.first_ticks.is_none() || last >= mfra_at {
                 return Ok(false);
             }
@@ -335,16 +402,57 @@ impl<R: Read + Seek> Prober<'_, R> {
             }
         }
         last_moofs.sort_unstable();
+        let mut last_end = after_first;
         for at in last_moofs {
             if at < after_first {
                 continue;
             }
-            let Some(h) = self.header(at)? else { return Ok(false) };
+            let Some(h) = self.header(at)? else {
+                return Ok(false);
+            };
             if &h.kind != b"moof" || !self.moof(&h)? {
                 return Ok(false);
             }
+            last_end = h.end.unwrap_or(self.len);
         }
-        Ok(true)
+        // The index lists only fragments that start with a sync sample; the last one it lists
+        // must also be the last in the file, or the file is walked instead.
+        match self.header(last_end)? {
+            Some(h) if &h.kind == b"mdat" && h.end == Some(mfra_at) => Ok(true),
+            _ => Ok(last_end == mfra_at && after_first == mfra_at),
+        }
+    }
+
+    /// `(track id, moof offset)` of the last entry of a `tfra` box. Only that entry is read:
+    /// a 15-minute segment has a thousand entries per track and the probe needs one.
+    fn last_tfra_entry(&mut self, h: &BoxHeader, end: u64) -> Result<Option<(u32, u64)>> {
+        if end - h.body < 16 {
+            return Ok(None);
+        }
+        let mut head = [0u8; 16];
+        self.read_at(h.body, &mut head)?;
+        let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let version = head[0];
+        let track_id = be32(&head[4..8]);
+        let sizes = be32(&head[8..12]);
+        let count = u64::from(be32(&head[12..16]));
+        let field: u64 = if version == 1 { 8 } else { 4 };
+        let numbers =
+            u64::from((sizes >> 4) & 3) + u64::from((sizes >> 2) & 3) + u64::from(sizes & 3) + 3;
+        let entry = 2 * field + numbers;
+        if count == 0 || (count - 1) * entry + entry > end - h.body - 16 {
+            return Ok(None);
+        }
+        let mut moof = [0u8; 8];
+        let at = h.body + 16 + (count - 1) * entry + field;
+        let moof = if version == 1 {
+            self.read_at(at, &mut moof)?;
+            u64::from_be_bytes(moof)
+        } else {
+            self.read_at(at, &mut moof[..4])?;
+            u64::from(be32(&moof[..4]))
+        };
+        Ok(Some((track_id, moof)))
     }
 
     fn finish(self) -> Result<Probe> {
@@ -358,11 +466,26 @@ impl<R: Read + Seek> Prober<'_, R> {
         let fragmented = self.fragmented;
         // As ffprobe does: from the earliest start of any track to the latest end of any track,
         // each rescaled to microseconds on its own.
-        let timed = || self.tracks.iter().filter(|t| t.timescale > 0 && (!fragmented || t.first_ticks.is_some()));
-        let start_us = |t: &Track| if fragmented { rescale_signed_us(t.start_pts, t.timescale) } else { 0 };
+        let timed = || {
+            self.tracks
+                .iter()
+                .filter(|t| t.timescale > 0 && (!fragmented || t.first_ticks.is_some()))
+        };
+        let start_us = |t: &Track| {
+            if fragmented {
+                rescale_signed_us(t.start_pts, t.timescale)
+            } else {
+                0
+            }
+        };
         let first_us = timed().map(start_us).min().unwrap_or(0);
         let last_us = timed()
-            .map(|t| start_us(t).saturating_add(i64::try_from(rescale_us(t.duration_ticks(fragmented), t.timescale)).unwrap_or(i64::MAX)))
+            .map(|t| {
+                start_us(t).saturating_add(
+                    i64::try_from(rescale_us(t.duration_ticks(fragmented), t.timescale))
+                        .unwrap_or(i64::MAX),
+                )
+            })
             .max()
             .unwrap_or(0);
         let tracks_us = u64::try_from(last_us.saturating_sub(first_us)).unwrap_or(0);
@@ -410,7 +533,14 @@ fn codec_name(c: &Codec) -> String {
         Codec::Av01(_) => "av1",
         Codec::Jpeg(_) => "mjpeg",
         // MPEG-1/2 audio in an MP4 is an mp4a entry with these object types.
-        Codec::Mp4a(a) if matches!(a.esds.es_desc.dec_config.object_type_indication, 0x69 | 0x6B) => "mp3",
+        Codec::Mp4a(a)
+            if matches!(
+                a.esds.es_desc.dec_config.object_type_indication,
+                0x69 | 0x6B
+            ) =>
+        {
+            "mp3"
+        }
         Codec::Mp4a(_) => "aac",
         Codec::Mp3(_) => "mp3",
         Codec::Opus(_) => "opus",
@@ -440,7 +570,13 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for data in [&b""[..], b"\0\0\0\x08free", b"\0\0\0\x01moov", b"\xff\xff\xff\xffmoov", b"hello world, not mp4"] {
+        for data in [
+            &b""[..],
+            b"\0\0\0\x08free",
+            b"\0\0\0\x01moov",
+            b"\xff\xff\xff\xffmoov",
+            b"hello world, not mp4",
+        ] {
             let r = probe(&mut Cursor::new(data), data.len() as u64);
             assert!(r.is_err(), "{data:?} gave {r:?}");
         }

@@ -27,11 +27,21 @@ pub enum Source<'a> {
 }
 
 /// The ffmpeg arguments that record `source` into `dir` in `segment_seconds` segments.
-pub fn ffmpeg_args(source: &Source<'_>, audio: AudioMode, segment_seconds: u32, dir: &Path) -> Vec<String> {
-    let mut a: Vec<String> = ["-hide_banner", "-nostdin", "-loglevel", "warning"].iter().map(|s| s.to_string()).collect();
+pub fn ffmpeg_args(
+    source: &Source<'_>,
+    audio: AudioMode,
+    segment_seconds: u32,
+    dir: &Path,
+) -> Vec<String> {
+    let mut a: Vec<String> = ["-hide_banner", "-nostdin", "-loglevel", "warning"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     match source {
         Source::Rtsp(url) => {
-            a.extend(["-rtsp_transport", "tcp", "-timeout", "10000000", "-i", url].map(String::from));
+            a.extend(
+                ["-rtsp_transport", "tcp", "-timeout", "10000000", "-i", url].map(String::from),
+            );
             a.extend(["-map", "0:v"].map(String::from));
             match audio {
                 AudioMode::Off => {}
@@ -98,7 +108,11 @@ pub fn ffmpeg_args(source: &Source<'_>, audio: AudioMode, segment_seconds: u32, 
         ]
         .map(String::from),
     );
-    a.push(dir.join("%Y-%m-%d_%H-%M-%S.mp4").to_string_lossy().into_owned());
+    a.push(
+        dir.join("%Y-%m-%d_%H-%M-%S.mp4")
+            .to_string_lossy()
+            .into_owned(),
+    );
     a
 }
 
@@ -110,7 +124,13 @@ pub struct Recorder {
 
 impl Recorder {
     /// Starts ffmpeg for `stream` writing into `recordings_dir/{id}`.
-    pub fn start(ffmpeg: &str, stream: &Stream, source: Source<'_>, audio: AudioMode, recordings_dir: &Path) -> Result<Recorder> {
+    pub fn start(
+        ffmpeg: &str,
+        stream: &Stream,
+        source: Source<'_>,
+        audio: AudioMode,
+        recordings_dir: &Path,
+    ) -> Result<Recorder> {
         let dir = recordings_dir.join(&stream.id);
         // The segment muxer does not create the folder.
         std::fs::create_dir_all(&dir).map_err(|e| Error::from(e).context(dir.display()))?;
@@ -125,15 +145,24 @@ impl Recorder {
         unsafe {
             cmd.pre_exec(|| {
                 // The daemon blocks its stop signals for sigwait; ffmpeg must receive SIGINT.
-                nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-                    .map_err(std::io::Error::from)?;
+                nix::sys::signal::sigprocmask(
+                    SigmaskHow::SIG_SETMASK,
+                    Some(&SigSet::empty()),
+                    None,
+                )
+                .map_err(std::io::Error::from)?;
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| Error::from(e).context(format!("starting {ffmpeg}")))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::from(e).context(format!("starting {ffmpeg}")))?;
         log::info!("{}: recording (ffmpeg pid {})", stream.id, child.id());
-        Ok(Recorder { stream_id: stream.id.clone(), child })
+        Ok(Recorder {
+            stream_id: stream.id.clone(),
+            child,
+        })
     }
 
     /// SIGINT, so ffmpeg finishes the file, then SIGKILL after `grace`.
@@ -144,11 +173,16 @@ impl Recorder {
         loop {
             match self.child.try_wait() {
                 Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 _ => break,
             }
         }
-        log::warn!("{}: ffmpeg did not stop within {grace:?}; killing it", self.stream_id);
+        log::warn!(
+            "{}: ffmpeg did not stop within {grace:?}; killing it",
+            self.stream_id
+        );
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

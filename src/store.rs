@@ -54,7 +54,9 @@ pub struct Recording {
 
 impl Recording {
     pub fn end_us(&self) -> i64 {
-        self.start_ms.saturating_mul(1000).saturating_add(i64::try_from(self.duration_us).unwrap_or(i64::MAX))
+        self.start_ms
+            .saturating_mul(1000)
+            .saturating_add(i64::try_from(self.duration_us).unwrap_or(i64::MAX))
     }
 
     /// The file's path relative to `recordings_dir`.
@@ -133,7 +135,11 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Option<Option<String>> {
         let n = self.take(1)?[0] as usize;
         let s = std::str::from_utf8(self.take(n)?).ok()?;
-        Some(if s.is_empty() { None } else { Some(s.to_owned()) })
+        Some(if s.is_empty() {
+            None
+        } else {
+            Some(s.to_owned())
+        })
     }
 }
 
@@ -181,13 +187,18 @@ impl Store {
     /// schema version or one that cannot be opened is renamed aside and a new one is created.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::from(e).context(format!("creating {}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::from(e).context(format!("creating {}", dir.display())))?;
         }
         match Self::open_checked(path) {
             Ok(s) => Ok(s),
             Err(e) if matches!(e.kind, Kind::Schema | Kind::Internal) && path.exists() => {
                 let aside = path.with_extension(format!("redb.broken-{}", std::process::id()));
-                log::warn!("index {}: {e}; moving it to {} and rebuilding from the files", path.display(), aside.display());
+                log::warn!(
+                    "index {}: {e}; moving it to {} and rebuilding from the files",
+                    path.display(),
+                    aside.display()
+                );
                 std::fs::rename(path, &aside)?;
                 Self::open_checked(path)
             }
@@ -208,7 +219,10 @@ impl Store {
                 }
                 Some(SCHEMA_VERSION) => {}
                 Some(v) => {
-                    return Err(Error::new(Kind::Schema, format!("schema version {v}, this build reads {SCHEMA_VERSION}")));
+                    return Err(Error::new(
+                        Kind::Schema,
+                        format!("schema version {v}, this build reads {SCHEMA_VERSION}"),
+                    ));
                 }
             }
             tx.open_table(RECORDINGS)?;
@@ -216,7 +230,10 @@ impl Store {
             tx.open_table(UNINDEXABLE)?;
         }
         tx.commit()?;
-        Ok(Store { db, path: path.to_owned() })
+        Ok(Store {
+            db,
+            path: path.to_owned(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -238,7 +255,9 @@ impl Store {
                     Change::Upsert(n) => {
                         let key = (n.stream_id.as_str(), n.start_ms);
                         let old_id = match recs.get(key)? {
-                            Some(v) => Some(Recording::decode(&n.stream_id, n.start_ms, v.value())?.id),
+                            Some(v) => {
+                                Some(Recording::decode(&n.stream_id, n.start_ms, v.value())?.id)
+                            }
                             None => None,
                         };
                         let id = old_id.unwrap_or_else(|| {
@@ -264,8 +283,13 @@ impl Store {
                         bad.remove(rec.file_path().as_str())?;
                         stored.push(rec);
                     }
-                    Change::Remove { stream_id, start_ms } => {
-                        bad.remove(format!("{stream_id}/{}", time::segment_name(*start_ms)).as_str())?;
+                    Change::Remove {
+                        stream_id,
+                        start_ms,
+                    } => {
+                        bad.remove(
+                            format!("{stream_id}/{}", time::segment_name(*start_ms)).as_str(),
+                        )?;
                         let removed = recs.remove((stream_id.as_str(), *start_ms))?;
                         if let Some(v) = removed {
                             let id = Recording::decode(stream_id, *start_ms, v.value())?.id;
@@ -274,7 +298,10 @@ impl Store {
                         }
                     }
                     Change::Unindexable(u) => {
-                        bad.insert(u.file_path.as_str(), (u.file_size_bytes, u.mtime_ms, u.why.as_str()))?;
+                        bad.insert(
+                            u.file_path.as_str(),
+                            (u.file_size_bytes, u.mtime_ms, u.why.as_str()),
+                        )?;
                     }
                     Change::Indexable { file_path } => {
                         bad.remove(file_path.as_str())?;
@@ -303,11 +330,17 @@ impl Store {
         let tx = self.db.begin_read()?;
         let recs = tx.open_table(RECORDINGS)?;
         let v = recs.get((stream_id, start_ms))?;
-        v.map(|v| Recording::decode(stream_id, start_ms, v.value())).transpose()
+        v.map(|v| Recording::decode(stream_id, start_ms, v.value()))
+            .transpose()
     }
 
     /// The recordings of `stream_id` that overlap `[start_us, end_us]`, oldest first.
-    pub fn overlapping(&self, stream_id: &str, start_us: Option<i64>, end_us: Option<i64>) -> Result<Vec<Recording>> {
+    pub fn overlapping(
+        &self,
+        stream_id: &str,
+        start_us: Option<i64>,
+        end_us: Option<i64>,
+    ) -> Result<Vec<Recording>> {
         let tx = self.db.begin_read()?;
         let recs = tx.open_table(RECORDINGS)?;
         let from_ms = start_us.map_or(i64::MIN, |us| us.div_euclid(1000));
@@ -315,7 +348,10 @@ impl Store {
         let mut out = Vec::new();
         // Segments of one stream do not overlap each other, so only the one that starts last
         // before the window can reach into it.
-        if let Some(r) = recs.range((stream_id, i64::MIN)..(stream_id, from_ms))?.next_back() {
+        if let Some(r) = recs
+            .range((stream_id, i64::MIN)..(stream_id, from_ms))?
+            .next_back()
+        {
             let (k, v) = r?;
             let rec = Recording::decode(stream_id, k.value().1, v.value())?;
             if start_us.is_none_or(|s| rec.end_us() >= s) {
@@ -342,10 +378,15 @@ impl Store {
         for r in recs.range((stream_id, i64::MIN)..=(stream_id, i64::MAX))? {
             let (k, v) = r?;
             let rec = Recording::decode(stream_id, k.value().1, v.value())?;
-            let day = |us: i64| Timestamp::from_microsecond(us).ok().map(|t| tz.to_datetime(t).date());
+            let day = |us: i64| {
+                Timestamp::from_microsecond(us)
+                    .ok()
+                    .map(|t| tz.to_datetime(t).date())
+            };
             let start_us = rec.start_ms.saturating_mul(1000);
             // The end is exclusive: footage ending exactly at midnight does not mark the next day.
-            let (Some(first), Some(last)) = (day(start_us), day((rec.end_us() - 1).max(start_us))) else {
+            let (Some(first), Some(last)) = (day(start_us), day((rec.end_us() - 1).max(start_us)))
+            else {
                 continue;
             };
             let mut d = first;
@@ -386,7 +427,12 @@ impl Store {
         for r in bad.iter()? {
             let (k, v) = r?;
             let (file_size_bytes, mtime_ms, why) = v.value();
-            out.push(Unindexable { file_path: k.value().to_owned(), file_size_bytes, mtime_ms, why: why.to_owned() });
+            out.push(Unindexable {
+                file_path: k.value().to_owned(),
+                file_size_bytes,
+                mtime_ms,
+                why: why.to_owned(),
+            });
         }
         Ok(out)
     }
@@ -418,7 +464,11 @@ mod tests {
     }
 
     fn tmp() -> (PathBuf, Store) {
-        let dir = std::env::temp_dir().join(format!("wf-store-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let dir = std::env::temp_dir().join(format!(
+            "wf-store-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("sub/index.redb");
         let s = Store::open(&path).unwrap();
@@ -428,7 +478,12 @@ mod tests {
     #[test]
     fn ids_are_stable_and_reindexing_keeps_them() {
         let (dir, s) = tmp();
-        let a = s.apply(&[Change::Upsert(rec("cam", 0, 1_000_000)), Change::Upsert(rec("cam", 60_000, 1_000_000))]).unwrap();
+        let a = s
+            .apply(&[
+                Change::Upsert(rec("cam", 0, 1_000_000)),
+                Change::Upsert(rec("cam", 60_000, 1_000_000)),
+            ])
+            .unwrap();
         assert_eq!((a[0].id, a[1].id), (1, 2));
         let mut again = rec("cam", 0, 2_000_000);
         again.truncated = true;
@@ -436,7 +491,11 @@ mod tests {
         assert_eq!(b[0].id, 1);
         assert_eq!(s.get(1).unwrap().duration_us, 2_000_000);
         assert!(s.get(1).unwrap().truncated);
-        s.apply(&[Change::Remove { stream_id: "cam".into(), start_ms: 0 }]).unwrap();
+        s.apply(&[Change::Remove {
+            stream_id: "cam".into(),
+            start_ms: 0,
+        }])
+        .unwrap();
         assert_eq!(s.get(1).unwrap_err().kind, Kind::NotFound);
         let path = s.path().to_owned();
         drop(s);
@@ -450,15 +509,39 @@ mod tests {
     #[test]
     fn overlap_queries() {
         let (dir, s) = tmp();
-        let ch: Vec<_> = (0..4).map(|i| Change::Upsert(rec("cam", i * 60_000, 60_000_000))).collect();
+        let ch: Vec<_> = (0..4)
+            .map(|i| Change::Upsert(rec("cam", i * 60_000, 60_000_000)))
+            .collect();
         s.apply(&ch).unwrap();
-        s.apply(&[Change::Upsert(rec("other", 30_000, 60_000_000))]).unwrap();
+        s.apply(&[Change::Upsert(rec("other", 30_000, 60_000_000))])
+            .unwrap();
         let starts = |v: Vec<Recording>| v.iter().map(|r| r.start_ms).collect::<Vec<_>>();
-        assert_eq!(starts(s.overlapping("cam", None, None).unwrap()), [0, 60_000, 120_000, 180_000]);
-        assert_eq!(starts(s.overlapping("cam", Some(90_000_000), Some(130_000_000)).unwrap()), [60_000, 120_000]);
-        assert_eq!(starts(s.overlapping("cam", Some(60_000_000), Some(60_000_000)).unwrap()), [0, 60_000]);
-        assert_eq!(starts(s.overlapping("cam", Some(300_000_000), None).unwrap()), Vec::<i64>::new());
-        assert_eq!(starts(s.overlapping("nope", None, None).unwrap()), Vec::<i64>::new());
+        assert_eq!(
+            starts(s.overlapping("cam", None, None).unwrap()),
+            [0, 60_000, 120_000, 180_000]
+        );
+        assert_eq!(
+            starts(
+                s.overlapping("cam", Some(90_000_000), Some(130_000_000))
+                    .unwrap()
+            ),
+            [60_000, 120_000]
+        );
+        assert_eq!(
+            starts(
+                s.overlapping("cam", Some(60_000_000), Some(60_000_000))
+                    .unwrap()
+            ),
+            [0, 60_000]
+        );
+        assert_eq!(
+            starts(s.overlapping("cam", Some(300_000_000), None).unwrap()),
+            Vec::<i64>::new()
+        );
+        assert_eq!(
+            starts(s.overlapping("nope", None, None).unwrap()),
+            Vec::<i64>::new()
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -468,10 +551,14 @@ mod tests {
         // 2026-03-29 00:30 UTC is 01:30 CET; Europe/Berlin springs forward at 01:00 UTC that day.
         let t0 = time::parse_segment_name("2026-03-28_22-30-00.mp4").unwrap();
         // 23:30 UTC on the 28th is 00:30 on the 29th in Berlin: 90 minutes cross local midnight.
-        s.apply(&[Change::Upsert(rec("cam", t0, 90 * 60 * 1_000_000))]).unwrap();
+        s.apply(&[Change::Upsert(rec("cam", t0, 90 * 60 * 1_000_000))])
+            .unwrap();
         let tz = TimeZone::get("Europe/Berlin").unwrap();
         let fmt = |v: Vec<Date>| v.iter().map(ToString::to_string).collect::<Vec<_>>();
-        assert_eq!(fmt(s.dates("cam", &tz).unwrap()), ["2026-03-28", "2026-03-29"]);
+        assert_eq!(
+            fmt(s.dates("cam", &tz).unwrap()),
+            ["2026-03-28", "2026-03-29"]
+        );
         assert_eq!(fmt(s.dates("cam", &TimeZone::UTC).unwrap()), ["2026-03-28"]);
         let ny = TimeZone::get("America/New_York").unwrap();
         assert_eq!(fmt(s.dates("cam", &ny).unwrap()), ["2026-03-28"]);
@@ -487,9 +574,15 @@ mod tests {
         std::fs::write(&path, b"this is not a redb file at all, it is garbage").unwrap();
         let s = Store::open(&path).unwrap();
         assert_eq!(s.count().unwrap(), 0);
-        let aside = std::fs::read_dir(path.parent().unwrap()).unwrap().filter(|e| {
-            e.as_ref().unwrap().file_name().to_string_lossy().contains("broken")
-        });
+        let aside = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains("broken")
+            });
         assert_eq!(aside.count(), 1);
         std::fs::remove_dir_all(dir).unwrap();
     }

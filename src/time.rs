@@ -35,7 +35,13 @@ impl Clock for SystemClock {
 pub fn parse_segment_name(name: &str) -> Option<i64> {
     let stem = name.strip_suffix(".mp4")?;
     let b = stem.as_bytes();
-    if b.len() != 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'_' || b[13] != b'-' || b[16] != b'-' {
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'_'
+        || b[13] != b'-'
+        || b[16] != b'-'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i16> {
@@ -43,7 +49,9 @@ pub fn parse_segment_name(name: &str) -> Option<i64> {
         if !s.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        s.iter().try_fold(0i16, |acc, d| acc.checked_mul(10)?.checked_add(i16::from(d - b'0')))
+        s.iter().try_fold(0i16, |acc, d| {
+            acc.checked_mul(10)?.checked_add(i16::from(d - b'0'))
+        })
     };
     let dt = DateTime::new(
         num(0..4)?,

@@ -15,8 +15,16 @@ use wallflower_nvr::time::{parse_segment_name, segment_name};
 #[test]
 fn check_config_accepts_the_example_and_lists_every_error() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/wallflower-nvr.toml");
-    let out = Command::new(common::bin()).args(["check-config", "-c", example]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = Command::new(common::bin())
+        .args(["check-config", "-c", example])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(stdout.contains("3 stream(s), 2 enabled"), "{stdout}");
@@ -25,7 +33,11 @@ fn check_config_accepts_the_example_and_lists_every_error() {
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[recording]\nsegment_seconds = 0\naudio = \"loud\"\n[[streams]]\nid = \"x\"\nurl = \"http://cam/1\"\n").unwrap();
     // The path also comes from the environment when -c is not given.
-    let out = Command::new(common::bin()).arg("check-config").env("WALLFLOWER_NVR_CONFIG", &bad).output().unwrap();
+    let out = Command::new(common::bin())
+        .arg("check-config")
+        .env("WALLFLOWER_NVR_CONFIG", &bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let p = bad.display();
     assert_eq!(
@@ -41,15 +53,32 @@ fn check_config_accepts_the_example_and_lists_every_error() {
 #[test]
 fn a_bad_config_stops_the_daemon_before_anything_starts() {
     let dir = TempDir::new("badrun");
-    let cfg = write_config(dir.path(), "[[streams]]\nid = \"a\"\n[[streams]]\nid = \"a\"\n");
-    let out = Command::new(common::bin()).args(["run", "-c"]).arg(&cfg).output().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "[[streams]]\nid = \"a\"\n[[streams]]\nid = \"a\"\n",
+    );
+    let out = Command::new(common::bin())
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_ne!(out.status.code(), Some(0));
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("config.toml:9:1: streams[1].id: \"a\" is used by an earlier stream"), "{stderr}");
-    assert!(!dir.path().join("index.redb").exists(), "nothing may start on a bad config");
+    assert!(
+        stderr.contains("config.toml:9:1: streams[1].id: \"a\" is used by an earlier stream"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("index.redb").exists(),
+        "nothing may start on a bad config"
+    );
     assert!(!dir.path().join("recordings").exists());
 
-    let out = Command::new(common::bin()).args(["run", "-c"]).arg(dir.path().join("missing.toml")).output().unwrap();
+    let out = Command::new(common::bin())
+        .args(["run", "-c"])
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml:1:1: cannot read"));
 }
@@ -58,7 +87,10 @@ fn a_bad_config_stops_the_daemon_before_anything_starts() {
 fn kill_9_while_indexing_then_restart_leaves_the_index_equal_to_the_disk() {
     let dir = TempDir::new("kill9");
     let root = dir.path().join("recordings");
-    let srcs: Vec<_> = corpus().iter().filter(|f| f.file_name().unwrap().to_str().unwrap().starts_with("20")).collect();
+    let srcs: Vec<_> = corpus()
+        .iter()
+        .filter(|f| f.file_name().unwrap().to_str().unwrap().starts_with("20"))
+        .collect();
     let t0 = parse_segment_name("2026-03-01_00-00-00.mp4").unwrap();
     let mut want = BTreeSet::new();
     let mut add_files = |from: i64, n: i64| {
@@ -66,7 +98,11 @@ fn kill_9_while_indexing_then_restart_leaves_the_index_equal_to_the_disk() {
             std::fs::create_dir_all(root.join(stream)).unwrap();
             for i in from..from + n {
                 let start = t0 + i * 4_000;
-                std::fs::hard_link(srcs[i as usize % srcs.len()], root.join(stream).join(segment_name(start))).unwrap();
+                std::fs::hard_link(
+                    srcs[i as usize % srcs.len()],
+                    root.join(stream).join(segment_name(start)),
+                )
+                .unwrap();
                 want.insert((stream.to_string(), start));
             }
         }
@@ -78,7 +114,10 @@ fn kill_9_while_indexing_then_restart_leaves_the_index_equal_to_the_disk() {
     for (round, kill_after_ms) in [10u64, 500, 1500, 2500].into_iter().enumerate() {
         add_files(round as i64 * 750, 750);
         let mut d = Daemon::start(&cfg);
-        assert!(d.wait_log("running:", Duration::from_secs(20)).is_some(), "round {round}: daemon did not start");
+        assert!(
+            d.wait_log("running:", Duration::from_secs(20)).is_some(),
+            "round {round}: daemon did not start"
+        );
         std::thread::sleep(Duration::from_millis(kill_after_ms));
         d.signal(Signal::SIGKILL);
         d.wait(Duration::from_secs(10));
@@ -91,19 +130,31 @@ fn kill_9_while_indexing_then_restart_leaves_the_index_equal_to_the_disk() {
     }
 
     let mut d = Daemon::start(&cfg);
-    let line = d.wait_log("backfill:", Duration::from_secs(60)).expect("backfill finishes");
+    let line = d
+        .wait_log("backfill:", Duration::from_secs(60))
+        .expect("backfill finishes");
     assert!(line.contains(&format!("{} files", want.len())), "{line}");
     d.signal(Signal::SIGTERM);
     assert!(d.wait(Duration::from_secs(20)).success());
 
     let store = Store::open(&dir.path().join("index.redb")).unwrap();
     let recs = store.all().unwrap();
-    let got: BTreeSet<(String, i64)> = recs.iter().map(|r| (r.stream_id.clone(), r.start_ms)).collect();
+    let got: BTreeSet<(String, i64)> = recs
+        .iter()
+        .map(|r| (r.stream_id.clone(), r.start_ms))
+        .collect();
     assert_eq!(got.len(), want.len());
     assert!(got == want, "index and disk differ");
     for r in &recs {
-        assert_eq!(r.duration_us, probe_file(&root.join(r.file_path())).unwrap().duration_us, "{r:?}");
-        assert_eq!(r.file_size_bytes, std::fs::metadata(root.join(r.file_path())).unwrap().len());
+        assert_eq!(
+            r.duration_us,
+            probe_file(&root.join(r.file_path())).unwrap().duration_us,
+            "{r:?}"
+        );
+        assert_eq!(
+            r.file_size_bytes,
+            std::fs::metadata(root.join(r.file_path())).unwrap().len()
+        );
     }
     let ids: BTreeSet<u64> = recs.iter().map(|r| r.id).collect();
     assert_eq!(ids.len(), recs.len(), "ids are unique");

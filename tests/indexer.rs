@@ -27,7 +27,12 @@ fn segment_sources() -> Vec<&'static Path> {
 
 /// `(stream, start_ms)` → duration, as the store has it.
 fn indexed(store: &Store) -> BTreeMap<(String, i64), u64> {
-    store.all().unwrap().into_iter().map(|r| ((r.stream_id, r.start_ms), r.duration_us)).collect()
+    store
+        .all()
+        .unwrap()
+        .into_iter()
+        .map(|r| ((r.stream_id, r.start_ms), r.duration_us))
+        .collect()
 }
 
 /// The same map, from the files on disk and the probe.
@@ -42,7 +47,9 @@ fn on_disk(root: &Path) -> BTreeMap<(String, i64), u64> {
         for f in std::fs::read_dir(d.path()).unwrap() {
             let f = f.unwrap();
             let name = f.file_name().to_str().unwrap().to_owned();
-            let Some(ms) = parse_segment_name(&name) else { continue };
+            let Some(ms) = parse_segment_name(&name) else {
+                continue;
+            };
             if f.metadata().unwrap().len() == 0 {
                 continue;
             }
@@ -67,7 +74,11 @@ fn backfill_levels_the_index_with_the_disk() {
             std::fs::copy(srcs[i as usize % srcs.len()], dst).unwrap();
         }
     }
-    std::fs::write(root.join("cam1").join("2026-01-02_00-00-00.mp4"), b"not a video at all, just junk").unwrap();
+    std::fs::write(
+        root.join("cam1").join("2026-01-02_00-00-00.mp4"),
+        b"not a video at all, just junk",
+    )
+    .unwrap();
     std::fs::write(root.join("cam1").join("clip.mp4"), b"junk").unwrap();
     std::fs::write(root.join("cam1").join("2026-01-03_00-00-00.mp4"), b"").unwrap();
     std::fs::write(root.join("cam1").join("notes.txt"), b"ignored").unwrap();
@@ -91,10 +102,19 @@ fn backfill_levels_the_index_with_the_disk() {
     store.apply(&[Change::Upsert(ghost)]).unwrap();
 
     let r = indexer::backfill(&store, &root).unwrap();
-    assert_eq!((r.files, r.probed, r.indexed, r.unindexable, r.removed), (10, 10, 8, 2, 1), "{r:?}");
+    assert_eq!(
+        (r.files, r.probed, r.indexed, r.unindexable, r.removed),
+        (10, 10, 8, 2, 1),
+        "{r:?}"
+    );
     assert_eq!(indexed(&store), on_disk(&root));
     assert_eq!(indexed(&store).len(), 8);
-    let bad: Vec<String> = store.unindexable().unwrap().into_iter().map(|u| u.file_path).collect();
+    let bad: Vec<String> = store
+        .unindexable()
+        .unwrap()
+        .into_iter()
+        .map(|u| u.file_path)
+        .collect();
     assert_eq!(bad, ["cam1/2026-01-02_00-00-00.mp4", "cam1/clip.mp4"]);
 
     // Nothing changed: nothing is probed again.
@@ -114,7 +134,13 @@ fn backfill_levels_the_index_with_the_disk() {
     let rec = store.get_by_key("cam1", t0).unwrap().unwrap();
     assert_eq!(rec.id, id);
     assert_eq!(rec.duration_us, probe_file(srcs[1]).unwrap().duration_us);
-    assert!(store.get_by_key("cam1", t0 + 60_000).unwrap().unwrap().retention_locked);
+    assert!(
+        store
+            .get_by_key("cam1", t0 + 60_000)
+            .unwrap()
+            .unwrap()
+            .retention_locked
+    );
     assert_eq!(store.unindexable().unwrap().len(), 1);
 }
 
@@ -124,7 +150,10 @@ fn inotify_indexes_closed_files_new_folders_renames_and_deletions() {
     let root = dir.path().join("recordings");
     let store = Arc::new(Store::open(&dir.path().join("index.redb")).unwrap());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let stopper = indexer::spawn(store.clone(), root.clone(), move |r| ready_tx.send(r.clone()).unwrap()).unwrap();
+    let stopper = indexer::spawn(store.clone(), root.clone(), move |r| {
+        ready_tx.send(r.clone()).unwrap()
+    })
+    .unwrap();
     let first = ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(first.files, 0);
 
@@ -132,7 +161,8 @@ fn inotify_indexes_closed_files_new_folders_renames_and_deletions() {
     let files = record_segments(&root.join("cam"), 5.0, 2, true, true);
     assert!(files.len() >= 2, "{files:?}");
     assert!(
-        wait_for(Duration::from_secs(10), || indexed(&store) == on_disk(&root)),
+        wait_for(Duration::from_secs(10), || indexed(&store)
+            == on_disk(&root)),
         "index {:?} != disk {:?}",
         indexed(&store),
         on_disk(&root)
@@ -142,17 +172,31 @@ fn inotify_indexes_closed_files_new_folders_renames_and_deletions() {
     // Deleted by hand: the record goes.
     std::fs::remove_file(&files[0]).unwrap();
     let gone = parse_segment_name(files[0].file_name().unwrap().to_str().unwrap()).unwrap();
-    assert!(wait_for(Duration::from_secs(10), || store.get_by_key("cam", gone).unwrap().is_none()));
+    assert!(wait_for(Duration::from_secs(10), || store
+        .get_by_key("cam", gone)
+        .unwrap()
+        .is_none()));
 
     // Written again (a second close of the same file): the record is updated, not duplicated.
     let again = &files[1];
     let start = parse_segment_name(again.file_name().unwrap().to_str().unwrap()).unwrap();
     let before = store.get_by_key("cam", start).unwrap().unwrap();
-    let other = segment_sources().into_iter().find(|s| probe_file(s).unwrap().duration_us != before.duration_us).unwrap();
+    let other = segment_sources()
+        .into_iter()
+        .find(|s| probe_file(s).unwrap().duration_us != before.duration_us)
+        .unwrap();
     std::fs::copy(other, again).unwrap();
     let want = probe_file(other).unwrap().duration_us;
-    assert!(wait_for(Duration::from_secs(10), || store.get_by_key("cam", start).unwrap().unwrap().duration_us == want));
-    assert_eq!(store.get_by_key("cam", start).unwrap().unwrap().id, before.id);
+    assert!(wait_for(Duration::from_secs(10), || store
+        .get_by_key("cam", start)
+        .unwrap()
+        .unwrap()
+        .duration_us
+        == want));
+    assert_eq!(
+        store.get_by_key("cam", start).unwrap().unwrap().id,
+        before.id
+    );
     assert_eq!(store.count().unwrap() as usize, files.len() - 1);
 
     // Renamed into place from elsewhere (IN_MOVED_TO), into a second stream folder.
@@ -163,14 +207,24 @@ fn inotify_indexes_closed_files_new_folders_renames_and_deletions() {
     std::thread::sleep(Duration::from_millis(200));
     std::fs::rename(&staged, &moved).unwrap();
     let ms = parse_segment_name("2026-02-03_04-05-06.mp4").unwrap();
-    assert!(wait_for(Duration::from_secs(10), || store.get_by_key("yard", ms).unwrap().is_some()));
+    assert!(wait_for(Duration::from_secs(10), || store
+        .get_by_key("yard", ms)
+        .unwrap()
+        .is_some()));
 
     // A file that cannot be indexed is listed, and leaves the list once deleted.
     let junk = root.join("yard").join("2026-02-03_05-00-00.mp4");
     std::fs::write(&junk, b"\0\0\0\x10ftypjunkjunk").unwrap();
-    assert!(wait_for(Duration::from_secs(10), || store.unindexable().unwrap().len() == 1));
+    assert!(wait_for(Duration::from_secs(10), || store
+        .unindexable()
+        .unwrap()
+        .len()
+        == 1));
     std::fs::remove_file(&junk).unwrap();
-    assert!(wait_for(Duration::from_secs(10), || store.unindexable().unwrap().is_empty()));
+    assert!(wait_for(Duration::from_secs(10), || store
+        .unindexable()
+        .unwrap()
+        .is_empty()));
 
     stopper.stop();
     assert_eq!(indexed(&store), on_disk(&root));

@@ -42,30 +42,76 @@ pub fn bin() -> &'static str {
 
 /// Runs a command and panics with its stderr if it fails.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (is ffmpeg installed? `bash .ci/run` installs it)"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("{cmd:?}: {e} (is ffmpeg installed? `bash .ci/run` installs it)")
+    });
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The H.264 (and optional AAC) encoder arguments of a small synthetic camera.
 pub fn camera_args(seconds: f64, audio: bool) -> Vec<String> {
-    let mut a: Vec<String> = vec!["-hide_banner".into(), "-v".into(), "error".into(), "-y".into()];
-    a.extend(["-f", "lavfi", "-i", &format!("testsrc=size=320x240:rate=25:duration={seconds}")].map(String::from));
+    let mut a: Vec<String> = vec![
+        "-hide_banner".into(),
+        "-v".into(),
+        "error".into(),
+        "-y".into(),
+    ];
+    a.extend(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc=size=320x240:rate=25:duration={seconds}"),
+        ]
+        .map(String::from),
+    );
     if audio {
-        a.extend(["-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={seconds}")].map(String::from));
+        a.extend(
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("sine=frequency=440:sample_rate=48000:duration={seconds}"),
+            ]
+            .map(String::from),
+        );
     }
-    a.extend(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p"].map(String::from));
+    a.extend(
+        [
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+        ]
+        .map(String::from),
+    );
     if audio {
         a.extend(["-c:a", "aac"].map(String::from));
     }
     a
 }
 
-pub const SEGMENT_MOVFLAGS: &str = "movflags=+frag_keyframe+empty_moov+default_base_moof:flush_packets=1";
+pub const SEGMENT_MOVFLAGS: &str =
+    "movflags=+frag_keyframe+empty_moov+default_base_moof:flush_packets=1";
 
 /// Records `seconds` of the synthetic camera into `dir` as the recorder does: segment muxer,
 /// fragmented MP4, UTC names. Returns the files, oldest first.
-pub fn record_segments(dir: &Path, seconds: f64, segment_seconds: u32, audio: bool, realtime: bool) -> Vec<PathBuf> {
+pub fn record_segments(
+    dir: &Path,
+    seconds: f64,
+    segment_seconds: u32,
+    audio: bool,
+    realtime: bool,
+) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).unwrap();
     let mut a = Vec::new();
     if realtime {
@@ -93,9 +139,16 @@ pub fn record_segments(dir: &Path, seconds: f64, segment_seconds: u32, audio: bo
         ]
         .map(String::from),
     );
-    args.push(dir.join("%Y-%m-%d_%H-%M-%S.mp4").to_string_lossy().into_owned());
+    args.push(
+        dir.join("%Y-%m-%d_%H-%M-%S.mp4")
+            .to_string_lossy()
+            .into_owned(),
+    );
     run(Command::new("ffmpeg").args(&args).env("TZ", "UTC"));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     files
 }
@@ -103,7 +156,14 @@ pub fn record_segments(dir: &Path, seconds: f64, segment_seconds: u32, audio: bo
 /// ffprobe's `format=duration`, in seconds.
 pub fn ffprobe_duration(path: &Path) -> Option<f64> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe runs");
@@ -119,22 +179,165 @@ pub fn corpus() -> &'static [PathBuf] {
         let mut files = Vec::new();
         let frag = "+frag_keyframe+empty_moov+default_base_moof";
         let cases: &[(&str, &[&str])] = &[
-            ("frag_h264_aac.mp4", &["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-movflags", frag]),
-            ("frag_h264.mp4", &["-an", "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-movflags", frag]),
-            ("frag_h264_bframes_aac.mp4", &["-c:v", "libx264", "-preset", "fast", "-bf", "3", "-g", "50", "-c:a", "aac", "-movflags", frag]),
-            ("frag_hevc_aac.mp4", &["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error", "-g", "25", "-c:a", "aac", "-movflags", frag]),
-            ("frag_h264_mp3.mp4", &["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "libmp3lame", "-movflags", frag]),
-            ("frag_h264_opus.mp4", &["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "libopus", "-movflags", frag]),
-            ("frag_every_frame.mp4", &["-an", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-movflags", "+frag_every_frame+empty_moov+default_base_moof"]),
-            ("plain_h264_aac.mp4", &["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac"]),
-            ("plain_h264.mp4", &["-an", "-c:v", "libx264", "-preset", "ultrafast"]),
-            ("plain_bframes_aac_faststart.mp4", &["-c:v", "libx264", "-preset", "fast", "-bf", "2", "-c:a", "aac", "-movflags", "+faststart"]),
+            (
+                "frag_h264_aac.mp4",
+                &[
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-g",
+                    "25",
+                    "-c:a",
+                    "aac",
+                    "-movflags",
+                    frag,
+                ],
+            ),
+            (
+                "frag_h264.mp4",
+                &[
+                    "-an",
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-g",
+                    "30",
+                    "-movflags",
+                    frag,
+                ],
+            ),
+            (
+                "frag_h264_bframes_aac.mp4",
+                &[
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "fast",
+                    "-bf",
+                    "3",
+                    "-g",
+                    "50",
+                    "-c:a",
+                    "aac",
+                    "-movflags",
+                    frag,
+                ],
+            ),
+            (
+                "frag_hevc_aac.mp4",
+                &[
+                    "-c:v",
+                    "libx265",
+                    "-preset",
+                    "ultrafast",
+                    "-x265-params",
+                    "log-level=error",
+                    "-g",
+                    "25",
+                    "-c:a",
+                    "aac",
+                    "-movflags",
+                    frag,
+                ],
+            ),
+            (
+                "frag_h264_mp3.mp4",
+                &[
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-g",
+                    "25",
+                    "-c:a",
+                    "libmp3lame",
+                    "-movflags",
+                    frag,
+                ],
+            ),
+            (
+                "frag_h264_opus.mp4",
+                &[
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-g",
+                    "25",
+                    "-c:a",
+                    "libopus",
+                    "-movflags",
+                    frag,
+                ],
+            ),
+            (
+                "frag_every_frame.mp4",
+                &[
+                    "-an",
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-g",
+                    "25",
+                    "-movflags",
+                    "+frag_every_frame+empty_moov+default_base_moof",
+                ],
+            ),
+            (
+                "plain_h264_aac.mp4",
+                &[
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-g",
+                    "25",
+                    "-c:a",
+                    "aac",
+                ],
+            ),
+            (
+                "plain_h264.mp4",
+                &["-an", "-c:v", "libx264", "-preset", "ultrafast"],
+            ),
+            (
+                "plain_bframes_aac_faststart.mp4",
+                &[
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "fast",
+                    "-bf",
+                    "2",
+                    "-c:a",
+                    "aac",
+                    "-movflags",
+                    "+faststart",
+                ],
+            ),
         ];
         for (name, args) in cases {
             let out = dir.path().join(name);
             let mut cmd = Command::new("ffmpeg");
-            cmd.args(["-hide_banner", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=6.3"]);
-            cmd.args(["-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000:duration=6.3"]);
+            cmd.args([
+                "-hide_banner",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=320x240:rate=25:duration=6.3",
+            ]);
+            cmd.args([
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=300:sample_rate=48000:duration=6.3",
+            ]);
             cmd.args(*args).arg(&out);
             run(&mut cmd);
             files.push(out);
@@ -154,7 +357,11 @@ pub fn top_level_boxes(path: &Path) -> Vec<(u64, [u8; 4], u64)> {
     while at + 8 <= data.len() {
         let size = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as u64;
         let kind: [u8; 4] = data[at + 4..at + 8].try_into().unwrap();
-        let size = if size == 1 { u64::from_be_bytes(data[at + 8..at + 16].try_into().unwrap()) } else { size };
+        let size = if size == 1 {
+            u64::from_be_bytes(data[at + 8..at + 16].try_into().unwrap())
+        } else {
+            size
+        };
         out.push((at as u64, kind, size));
         at += size as usize;
     }
@@ -200,7 +407,11 @@ impl Daemon {
                 }
             }
         });
-        Daemon { child, lines: Mutex::new(rx), log: Vec::new() }
+        Daemon {
+            child,
+            lines: Mutex::new(rx),
+            log: Vec::new(),
+        }
     }
 
     /// Waits for a log line containing `needle`; returns it.
@@ -234,7 +445,10 @@ impl Daemon {
             if let Some(s) = self.child.try_wait().unwrap() {
                 return s;
             }
-            assert!(t0.elapsed() < timeout, "daemon did not exit within {timeout:?}");
+            assert!(
+                t0.elapsed() < timeout,
+                "daemon did not exit within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
