@@ -95,9 +95,29 @@ macro_rules! internal_from {
     )*};
 }
 
+impl From<redb::DatabaseError> for Error {
+    fn from(e: redb::DatabaseError) -> Self {
+        let kind = match &e {
+            redb::DatabaseError::DatabaseAlreadyOpen
+            | redb::DatabaseError::LockProtocolMismatch => {
+                return Error::new(Kind::Io, "index: already open by another process");
+            }
+            redb::DatabaseError::UpgradeRequired(_) => Kind::Schema,
+            redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => Kind::Corrupt,
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if io.kind() == std::io::ErrorKind::UnexpectedEof
+                    || io.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                Kind::Corrupt
+            }
+            _ => Kind::Internal,
+        };
+        Error::new(kind, format!("index: {e}"))
+    }
+}
+
 internal_from!(
     redb::Error,
-    redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,

@@ -192,7 +192,7 @@ impl Store {
         }
         match Self::open_checked(path) {
             Ok(s) => Ok(s),
-            Err(e) if matches!(e.kind, Kind::Schema | Kind::Internal) && path.exists() => {
+            Err(e) if matches!(e.kind, Kind::Schema | Kind::Corrupt) && path.exists() => {
                 let aside = path.with_extension(format!("redb.broken-{}", std::process::id()));
                 log::warn!(
                     "index {}: {e}; moving it to {} and rebuilding from the files",
@@ -562,6 +562,48 @@ mod tests {
         assert_eq!(fmt(s.dates("cam", &TimeZone::UTC).unwrap()), ["2026-03-28"]);
         let ny = TimeZone::get("America/New_York").unwrap();
         assert_eq!(fmt(s.dates("cam", &ny).unwrap()), ["2026-03-28"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn another_schema_version_is_moved_aside_and_rebuilt() {
+        let (dir, s) = tmp();
+        s.apply(&[Change::Upsert(rec("cam", 0, 1))]).unwrap();
+        let tx = s.db.begin_write().unwrap();
+        tx.open_table(META)
+            .unwrap()
+            .insert(KEY_SCHEMA, SCHEMA_VERSION + 1)
+            .unwrap();
+        tx.commit().unwrap();
+        let path = s.path().to_owned();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(
+            s.count().unwrap(),
+            0,
+            "a fresh index, for the backfill to fill"
+        );
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_index_in_use_is_not_touched() {
+        let (dir, s) = tmp();
+        let e = Store::open(s.path()).err().expect("a second open fails");
+        assert_eq!(e.kind, Kind::Io, "{e}");
+        assert_eq!(
+            std::fs::read_dir(s.path().parent().unwrap())
+                .unwrap()
+                .count(),
+            1,
+            "nothing moved aside"
+        );
+        drop(s);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
