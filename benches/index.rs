@@ -8,10 +8,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Signal, TempDir, record_segments, top_level_boxes, write_config};
+use common::{
+    Daemon, Signal, TempDir, ffprobe_duration, record_segments, top_level_boxes, write_config,
+};
 use wallflower_nvr::mp4::probe_file;
 use wallflower_nvr::time::{parse_segment_name, segment_name};
 
@@ -71,19 +72,7 @@ fn main() {
         (0..10)
             .map(|_| {
                 let t = Instant::now();
-                let out = Command::new("ffprobe")
-                    .args([
-                        "-v",
-                        "error",
-                        "-show_entries",
-                        "format=duration",
-                        "-of",
-                        "csv=p=0",
-                    ])
-                    .arg(seg)
-                    .output()
-                    .unwrap();
-                assert!(out.status.success());
+                assert!(ffprobe_duration(seg).is_some());
                 t.elapsed()
             })
             .collect(),

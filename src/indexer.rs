@@ -27,7 +27,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use crate::config::valid_stream_id;
 use crate::error::{Error, Result};
 use crate::mp4;
-use crate::store::{Change, NewRecording, Store, Unindexable};
+use crate::store::{Change, Recording, Store, Unindexable};
 use crate::time;
 
 /// How many changes go into one index transaction during a backfill.
@@ -86,7 +86,8 @@ fn index_change(root: &Path, f: &Found) -> Change {
         return f.unindexable("the name is not YYYY-mm-dd_HH-MM-SS.mp4 (UTC)".into());
     };
     match mp4::probe_file(&root.join(&f.stream_id).join(&f.name)) {
-        Ok(p) => Change::Upsert(NewRecording {
+        Ok(p) => Change::Upsert(Recording {
+            id: 0,
             stream_id: f.stream_id.clone(),
             start_ms,
             duration_us: p.duration_us,

@@ -91,23 +91,19 @@ pub fn ffmpeg_args(
             );
         }
     }
-    a.extend(
-        [
-            "-f",
-            "segment",
-            "-segment_time",
-            &segment_seconds.to_string(),
-            "-strftime",
-            "1",
-            "-reset_timestamps",
-            "1",
-            "-segment_format",
-            "mp4",
-            "-segment_format_options",
-            "movflags=+frag_keyframe+empty_moov+default_base_moof:flush_packets=1",
-        ]
-        .map(String::from),
-    );
+    a.extend(segment_output_args(segment_seconds, dir));
+    a
+}
+
+/// The output half of the command line: fragmented-MP4 segments named by their UTC start.
+/// `flush_packets=1` makes every fragment reach the disk whole, so a kill leaves no cut box.
+pub fn segment_output_args(segment_seconds: u32, dir: &Path) -> Vec<String> {
+    let mut a: Vec<String> = "-f segment -strftime 1 -reset_timestamps 1 -segment_format mp4"
+        .split(' ')
+        .map(String::from)
+        .collect();
+    a.extend(["-segment_time".into(), segment_seconds.to_string()]);
+    a.extend(["-segment_format_options".into(), SEGMENT_MOVFLAGS.into()]);
     a.push(
         dir.join("%Y-%m-%d_%H-%M-%S.mp4")
             .to_string_lossy()
@@ -115,6 +111,9 @@ pub fn ffmpeg_args(
     );
     a
 }
+
+pub const SEGMENT_MOVFLAGS: &str =
+    "movflags=+frag_keyframe+empty_moov+default_base_moof:flush_packets=1";
 
 /// One running ffmpeg.
 pub struct Recorder {

@@ -143,22 +143,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// What the indexer learned about a file, to be stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewRecording {
-    pub stream_id: String,
-    pub start_ms: i64,
-    pub duration_us: u64,
-    pub file_size_bytes: u64,
-    pub mtime_ms: i64,
-    pub retention_locked: bool,
-    pub truncated: bool,
-    pub video_codec: Option<String>,
-    pub width: u32,
-    pub height: u32,
-    pub audio_codec: Option<String>,
-}
-
 /// A file that could not be indexed, and the size and mtime it had then.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unindexable {
@@ -171,10 +155,16 @@ pub struct Unindexable {
 /// One change for [`Store::apply`].
 #[derive(Debug, Clone)]
 pub enum Change {
-    Upsert(NewRecording),
-    Remove { stream_id: String, start_ms: i64 },
+    /// Adds or updates a recording; its `id` is ignored: the store hands ids out.
+    Upsert(Recording),
+    Remove {
+        stream_id: String,
+        start_ms: i64,
+    },
     Unindexable(Unindexable),
-    Indexable { file_path: String },
+    Indexable {
+        file_path: String,
+    },
 }
 
 pub struct Store {
@@ -264,20 +254,7 @@ impl Store {
                             next_id += 1;
                             next_id - 1
                         });
-                        let rec = Recording {
-                            id,
-                            stream_id: n.stream_id.clone(),
-                            start_ms: n.start_ms,
-                            duration_us: n.duration_us,
-                            file_size_bytes: n.file_size_bytes,
-                            mtime_ms: n.mtime_ms,
-                            retention_locked: n.retention_locked,
-                            truncated: n.truncated,
-                            video_codec: n.video_codec.clone(),
-                            width: n.width,
-                            height: n.height,
-                            audio_codec: n.audio_codec.clone(),
-                        };
+                        let rec = Recording { id, ..n.clone() };
                         recs.insert(key, rec.encode().as_slice())?;
                         ids.insert(id, key)?;
                         bad.remove(rec.file_path().as_str())?;
@@ -447,8 +424,9 @@ impl Store {
 mod tests {
     use super::*;
 
-    pub(crate) fn rec(stream: &str, start_ms: i64, duration_us: u64) -> NewRecording {
-        NewRecording {
+    pub(crate) fn rec(stream: &str, start_ms: i64, duration_us: u64) -> Recording {
+        Recording {
+            id: 0,
             stream_id: stream.into(),
             start_ms,
             duration_us,

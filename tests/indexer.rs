@@ -12,7 +12,7 @@ use common::{TempDir, corpus, record_segments, wait_for};
 use wallflower_nvr::config::valid_stream_id;
 use wallflower_nvr::indexer;
 use wallflower_nvr::mp4::probe_file;
-use wallflower_nvr::store::{Change, NewRecording, Store};
+use wallflower_nvr::store::{Change, Recording, Store};
 use wallflower_nvr::time::{parse_segment_name, segment_name};
 
 fn segment_sources() -> Vec<&'static Path> {
@@ -86,7 +86,8 @@ fn backfill_levels_the_index_with_the_disk() {
     std::fs::copy(srcs[0], root.join("Not A Stream").join(segment_name(t0))).unwrap();
 
     let store = Store::open(&dir.path().join("index.redb")).unwrap();
-    let ghost = NewRecording {
+    let ghost = Recording {
+        id: 0,
         stream_id: "cam1".into(),
         start_ms: t0 - 3_600_000,
         duration_us: 1,

@@ -13,6 +13,8 @@ use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use wallflower_nvr::recorder::segment_output_args;
+
 pub struct TempDir(PathBuf);
 
 impl TempDir {
@@ -122,28 +124,7 @@ pub fn record_segments(
     for (i, x) in a.into_iter().enumerate() {
         args.insert(inputs_at + i, x);
     }
-    args.extend(
-        [
-            "-f",
-            "segment",
-            "-segment_time",
-            &segment_seconds.to_string(),
-            "-strftime",
-            "1",
-            "-reset_timestamps",
-            "1",
-            "-segment_format",
-            "mp4",
-            "-segment_format_options",
-            SEGMENT_MOVFLAGS,
-        ]
-        .map(String::from),
-    );
-    args.push(
-        dir.join("%Y-%m-%d_%H-%M-%S.mp4")
-            .to_string_lossy()
-            .into_owned(),
-    );
+    args.extend(segment_output_args(segment_seconds, dir));
     run(Command::new("ffmpeg").args(&args).env("TZ", "UTC"));
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -177,147 +158,25 @@ pub fn corpus() -> &'static [PathBuf] {
     let (_, files) = CORPUS.get_or_init(|| {
         let dir = TempDir::new("corpus");
         let mut files = Vec::new();
-        let frag = "+frag_keyframe+empty_moov+default_base_moof";
-        let cases: &[(&str, &[&str])] = &[
-            (
-                "frag_h264_aac.mp4",
-                &[
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "ultrafast",
-                    "-g",
-                    "25",
-                    "-c:a",
-                    "aac",
-                    "-movflags",
-                    frag,
-                ],
-            ),
-            (
-                "frag_h264.mp4",
-                &[
-                    "-an",
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "ultrafast",
-                    "-g",
-                    "30",
-                    "-movflags",
-                    frag,
-                ],
-            ),
-            (
-                "frag_h264_bframes_aac.mp4",
-                &[
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "fast",
-                    "-bf",
-                    "3",
-                    "-g",
-                    "50",
-                    "-c:a",
-                    "aac",
-                    "-movflags",
-                    frag,
-                ],
-            ),
+        let frag = "-movflags +frag_keyframe+empty_moov+default_base_moof";
+        let x264 = "-c:v libx264 -preset ultrafast";
+        let cases = [
+            ("frag_h264_aac.mp4", format!("{x264} -g 25 -c:a aac {frag}")),
+            ("frag_h264.mp4", format!("-an {x264} -g 30 {frag}")),
+            ("frag_h264_bframes_aac.mp4", format!("-c:v libx264 -preset fast -bf 3 -g 50 -c:a aac {frag}")),
             (
                 "frag_hevc_aac.mp4",
-                &[
-                    "-c:v",
-                    "libx265",
-                    "-preset",
-                    "ultrafast",
-                    "-x265-params",
-                    "log-level=error",
-                    "-g",
-                    "25",
-                    "-c:a",
-                    "aac",
-                    "-movflags",
-                    frag,
-                ],
+                format!("-c:v libx265 -preset ultrafast -x265-params log-level=error -g 25 -c:a aac {frag}"),
             ),
-            (
-                "frag_h264_mp3.mp4",
-                &[
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "ultrafast",
-                    "-g",
-                    "25",
-                    "-c:a",
-                    "libmp3lame",
-                    "-movflags",
-                    frag,
-                ],
-            ),
-            (
-                "frag_h264_opus.mp4",
-                &[
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "ultrafast",
-                    "-g",
-                    "25",
-                    "-c:a",
-                    "libopus",
-                    "-movflags",
-                    frag,
-                ],
-            ),
+            ("frag_h264_mp3.mp4", format!("{x264} -g 25 -c:a libmp3lame {frag}")),
+            ("frag_h264_opus.mp4", format!("{x264} -g 25 -c:a libopus {frag}")),
             (
                 "frag_every_frame.mp4",
-                &[
-                    "-an",
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "ultrafast",
-                    "-g",
-                    "25",
-                    "-movflags",
-                    "+frag_every_frame+empty_moov+default_base_moof",
-                ],
+                format!("-an {x264} -g 25 -movflags +frag_every_frame+empty_moov+default_base_moof"),
             ),
-            (
-                "plain_h264_aac.mp4",
-                &[
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "ultrafast",
-                    "-g",
-                    "25",
-                    "-c:a",
-                    "aac",
-                ],
-            ),
-            (
-                "plain_h264.mp4",
-                &["-an", "-c:v", "libx264", "-preset", "ultrafast"],
-            ),
-            (
-                "plain_bframes_aac_faststart.mp4",
-                &[
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "fast",
-                    "-bf",
-                    "2",
-                    "-c:a",
-                    "aac",
-                    "-movflags",
-                    "+faststart",
-                ],
-            ),
+            ("plain_h264_aac.mp4", format!("{x264} -g 25 -c:a aac")),
+            ("plain_h264.mp4", format!("-an {x264}")),
+            ("plain_bframes_aac_faststart.mp4", "-c:v libx264 -preset fast -bf 2 -c:a aac -movflags +faststart".into()),
         ];
         for (name, args) in cases {
             let out = dir.path().join(name);
@@ -338,7 +197,7 @@ pub fn corpus() -> &'static [PathBuf] {
                 "-i",
                 "sine=frequency=300:sample_rate=48000:duration=6.3",
             ]);
-            cmd.args(*args).arg(&out);
+            cmd.args(args.split(' ')).arg(&out);
             run(&mut cmd);
             files.push(out);
         }
