@@ -1,21 +1,23 @@
-//! The daemon's life: load the config, open the index, start the indexer and the recorders,
-//! then wait for signals. SIGHUP reloads the config; the first SIGTERM or SIGINT stops
-//! gracefully (STOPPING=1, ffmpeg finishes its files, the indexer indexes them); a second one
-//! exits at once.
+//! The daemon's life: load the config, open the index, start the indexer and the recorder,
+//! then wait for signals. SIGHUP, or saving the config file, applies the new config to the
+//! recorder; an invalid edit is logged and changes nothing. The first SIGTERM or SIGINT stops
+//! gracefully (STOPPING=1, every ffmpeg finishes its file, the indexer indexes them); a second
+//! one exits at once.
+//!
+//! Invariant: signals are blocked in every thread and taken only by this module's `sigwait`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use nix::sys::signal::{SigSet, Signal};
+use inotify::{Inotify, WatchMask};
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::unistd::Pid;
 
-use crate::config::{AudioMode, Config, Stream};
+use crate::config::{Config, Stream};
 use crate::error::{Error, Result};
 use crate::indexer;
-use crate::recorder::{Recorder, Source};
+use crate::recorder::{Recorder, StreamSpec};
 use crate::store::Store;
-
-const FFMPEG_GRACE: Duration = Duration::from_secs(10);
 
 /// Where recordings come from: the config's streams, or the demo's synthetic camera.
 pub enum Mode {
@@ -54,6 +56,17 @@ pub fn demo_config(data: &Path, listen: std::net::SocketAddr) -> Config {
     c
 }
 
+fn recorder_input(config: &Config, mode: &Mode) -> (Vec<StreamSpec>, Vec<String>) {
+    let specs = StreamSpec::from_config(config, matches!(mode, Mode::Demo));
+    let disabled = config
+        .streams
+        .iter()
+        .filter(|s| !s.enabled)
+        .map(|s| s.id.clone())
+        .collect();
+    (specs, disabled)
+}
+
 /// Runs until a stop signal. Returns the exit code.
 pub fn run(config: Config, mode: Mode) -> Result<i32> {
     // Block the signals before any thread starts, so every thread inherits the mask and only
@@ -69,50 +82,37 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
             r.files
         ))]);
     })?;
-
-    let mut recorders = Vec::new();
-    for s in config.streams.iter().filter(|s| s.enabled) {
-        let source = match mode {
-            Mode::Demo => Source::TestPattern,
-            Mode::Config(_) => Source::Rtsp(&s.url),
-        };
-        let audio = if matches!(mode, Mode::Demo) {
-            AudioMode::Copy
-        } else {
-            config.recording.audio
-        };
-        match Recorder::start(
-            &config.recording.ffmpeg_path,
-            s,
-            source,
-            audio,
-            &config.storage.recordings_dir,
-        ) {
-            Ok(r) => recorders.push(r),
-            Err(e) => log::error!("{}: {e}", s.id),
-        }
+    let (specs, disabled) = recorder_input(&config, &mode);
+    let recorder = Recorder::spawn(specs, disabled)?;
+    if let Mode::Config(path) = &mode {
+        watch_config(path)?;
     }
     notify(&[sd_notify::NotifyState::Ready]);
     log::info!("running: {}", config.summary());
 
+    let mut config = config;
     loop {
         let sig = signals()
             .wait()
             .map_err(|e| Error::internal(format!("sigwait: {e}")))?;
-        match sig {
-            Signal::SIGHUP => {
-                if let Mode::Config(path) = &mode {
-                    match Config::load(path) {
-                        Ok(_) => log::info!(
-                            "config {} is valid; streams are applied by the recorder",
+        match (sig, &mode) {
+            (Signal::SIGHUP, Mode::Config(path)) => match Config::load(path) {
+                Ok(new) if new == config => log::info!("config {}: unchanged", path.display()),
+                Ok(new) => {
+                    if new.storage != config.storage || new.http != config.http {
+                        log::warn!(
+                            "config {}: [storage] and [http] changes take effect at the next start",
                             path.display()
-                        ),
-                        Err(e) => {
-                            log::error!("config reload refused, the running config stays:\n{e}")
-                        }
+                        );
                     }
+                    log::info!("config {}: applying", path.display());
+                    let (specs, disabled) = recorder_input(&new, &mode);
+                    recorder.apply(specs, disabled);
+                    config = new;
                 }
-            }
+                Err(e) => log::error!("config reload refused, the running config stays:\n{e}"),
+            },
+            (Signal::SIGHUP, Mode::Demo) => {}
             _ => {
                 log::info!("{sig}: stopping");
                 break;
@@ -126,13 +126,49 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
             std::process::exit(1);
         }
     });
-    std::thread::scope(|s| {
-        for r in recorders {
-            s.spawn(move || r.stop(FFMPEG_GRACE));
-        }
-    });
+    recorder.stop();
     // The indexer reads the close events of the last segments before it stops.
     indexer.stop();
     log::info!("stopped");
     Ok(0)
+}
+
+/// Watches the config file's folder and turns a save (written and closed, or renamed into
+/// place, as editors do) into a SIGHUP to this process, so both take the same path.
+fn watch_config(path: &Path) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let Some(name) = path.file_name().map(|n| n.to_owned()) else {
+        return Ok(());
+    };
+    let mut inotify = Inotify::init().map_err(|e| Error::from(e).context("inotify"))?;
+    inotify
+        .watches()
+        .add(
+            &dir,
+            WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO | WatchMask::ONLYDIR,
+        )
+        .map_err(|e| Error::from(e).context(dir.display()))?;
+    std::thread::Builder::new()
+        .name("config-watch".into())
+        .spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                let events = match inotify.read_events_blocking(&mut buf) {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        log::error!("config watch: {e}");
+                        return;
+                    }
+                };
+                if events.into_iter().any(|e| e.name == Some(name.as_os_str())) {
+                    let _ = kill(Pid::this(), Signal::SIGHUP);
+                }
+            }
+        })
+        .map_err(|e| Error::internal(format!("config watch thread: {e}")))?;
+    Ok(())
 }

@@ -248,9 +248,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path) -> Daemon {
-        let mut child = Command::new(bin())
-            .args(["run", "-c"])
-            .arg(config)
+        Self::start_with(Command::new(bin()).args(["run", "-c"]).arg(config))
+    }
+
+    pub fn start_with(cmd: &mut Command) -> Daemon {
+        let mut child = cmd
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
@@ -298,6 +300,10 @@ impl Daemon {
         kill(Pid::from_raw(self.child.id() as i32), sig).unwrap();
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn wait(mut self, timeout: Duration) -> std::process::ExitStatus {
         let t0 = Instant::now();
         loop {
@@ -330,4 +336,123 @@ pub fn write_config(dir: &Path, streams: &str) -> PathBuf {
     let p = dir.join("config.toml");
     std::fs::write(&p, text).unwrap();
     p
+}
+
+/// The test camera: Debian's GStreamer RTSP server (`tests/rtsp-server.py`) serving H.264 + AAC
+/// on each mount point, on a free loopback port.
+pub struct RtspServer {
+    child: Option<Child>,
+    pub port: u16,
+    mounts: Vec<String>,
+}
+
+impl RtspServer {
+    pub fn start(mounts: &[&str]) -> RtspServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = RtspServer {
+            child: None,
+            port,
+            mounts: mounts.iter().map(|m| m.to_string()).collect(),
+        };
+        s.restart();
+        s
+    }
+
+    pub fn url(&self, mount: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{mount}", self.port)
+    }
+
+    /// (Re)starts the server on the same port; returns once it listens.
+    pub fn restart(&mut self) {
+        self.kill();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rtsp-server.py");
+        for _ in 0..50 {
+            let mut child = Command::new("/usr/bin/python3")
+                .arg(script)
+                .arg(self.port.to_string())
+                .args(&self.mounts)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("the GStreamer RTSP server starts (`bash .ci/setup` installs it)");
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            if line.trim() == "ready" {
+                self.child = Some(child);
+                return;
+            }
+            // The port may still be held by the previous server's connections.
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("the RTSP server did not start on port {}", self.port);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        let c = self.child.as_ref().expect("running");
+        kill(Pid::from_raw(c.id() as i32), sig).unwrap();
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGCONT);
+        }
+        self.kill();
+    }
+}
+
+/// The pids of the ffmpeg processes whose parent is `parent`.
+pub fn ffmpeg_children(parent: u32) -> Vec<u32> {
+    ffmpeg_processes()
+        .into_iter()
+        .filter(|(_, ppid)| *ppid == parent)
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Every ffmpeg process on the machine: (pid, parent pid).
+pub fn ffmpeg_processes() -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        if !comm.ends_with("(ffmpeg") {
+            continue;
+        }
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("");
+        let ppid = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if state != "Z" {
+            out.push((pid, ppid));
+        }
+    }
+    out
+}
+
+pub fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
