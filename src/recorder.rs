@@ -304,7 +304,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Command_>, statuses: Statuses) {
         let stopping = specs.is_empty() && disabled.is_empty();
         let mut to_stop = Vec::new();
         for (id, r) in running.iter() {
-            if !specs.iter().any(|s| *s == r.spec) {
+            if !specs.contains(&r.spec) {
                 to_stop.push(id.clone());
             }
         }
