@@ -3,10 +3,12 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod disk;
 pub mod error;
 pub mod indexer;
 pub mod logging;
 pub mod mp4;
+pub mod range;
 pub mod recorder;
 pub mod store;
 pub mod time;

@@ -391,6 +391,35 @@ impl Store {
         Ok(out)
     }
 
+    /// Sets the lock flag of recording `id`; returns the updated recording.
+    pub fn set_locked(&self, id: u64, locked: bool) -> Result<Recording> {
+        let tx = self.db.begin_write()?;
+        let rec = {
+            let ids = tx.open_table(IDS)?;
+            let mut recs = tx.open_table(RECORDINGS)?;
+            let not_found = || Error::not_found(format!("no recording {id}"));
+            let (stream, start) = {
+                let key = ids.get(id)?.ok_or_else(not_found)?;
+                let (s, t) = key.value();
+                (s.to_owned(), t)
+            };
+            let mut rec = {
+                let v = recs.get((stream.as_str(), start))?.ok_or_else(not_found)?;
+                Recording::decode(&stream, start, v.value())?
+            };
+            rec.retention_locked = locked;
+            recs.insert((stream.as_str(), start), rec.encode().as_slice())?;
+            rec
+        };
+        tx.commit()?;
+        Ok(rec)
+    }
+
+    /// The size of the index file.
+    pub fn file_size_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
     pub fn count(&self) -> Result<u64> {
         let tx = self.db.begin_read()?;
         Ok(tx.open_table(RECORDINGS)?.len()?)
