@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 
 use crate::config::{Config, Stream};
 use crate::error::{Error, Result};
+use crate::http;
 use crate::indexer;
 use crate::recorder::{Recorder, StreamSpec};
 use crate::store::Store;
@@ -84,6 +85,15 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
     })?;
     let (specs, disabled) = recorder_input(&config, &mode);
     let recorder = Recorder::spawn(specs, disabled)?;
+    let shared = Arc::new(http::Shared::new(
+        store.clone(),
+        config.clone(),
+        recorder.statuses.clone(),
+    ));
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    let server = http::Server::start(shared.clone(), config.http.listen, workers)?;
     if let Mode::Config(path) = &mode {
         watch_config(path)?;
     }
@@ -108,6 +118,7 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
                     log::info!("config {}: applying", path.display());
                     let (specs, disabled) = recorder_input(&new, &mode);
                     recorder.apply(specs, disabled);
+                    shared.set_config(new.clone());
                     config = new;
                 }
                 Err(e) => log::error!("config reload refused, the running config stays:\n{e}"),
@@ -126,6 +137,7 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
             std::process::exit(1);
         }
     });
+    server.stop();
     recorder.stop();
     // The indexer reads the close events of the last segments before it stops.
     indexer.stop();

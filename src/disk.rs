@@ -13,12 +13,24 @@ pub struct DiskUsage {
 
 impl DiskUsage {
     pub fn free_percent(&self) -> f64 {
-        if self.total_bytes == 0 { 0.0 } else { self.free_bytes as f64 * 100.0 / self.total_bytes as f64 }
+        if self.total_bytes == 0 {
+            0.0
+        } else {
+            self.free_bytes as f64 * 100.0 / self.total_bytes as f64
+        }
     }
 }
 
 pub fn usage(path: &Path) -> Result<DiskUsage> {
-    let s = nix::sys::statvfs::statvfs(path).map_err(|e| Error::new(crate::error::Kind::Io, format!("statvfs {}: {e}", path.display())))?;
+    let s = nix::sys::statvfs::statvfs(path).map_err(|e| {
+        Error::new(
+            crate::error::Kind::Io,
+            format!("statvfs {}: {e}", path.display()),
+        )
+    })?;
     let frag = s.fragment_size() as u64;
-    Ok(DiskUsage { total_bytes: s.blocks() as u64 * frag, free_bytes: s.blocks_available() as u64 * frag })
+    Ok(DiskUsage {
+        total_bytes: s.blocks() as u64 * frag,
+        free_bytes: s.blocks_available() as u64 * frag,
+    })
 }

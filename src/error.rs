@@ -13,6 +13,8 @@ pub enum Kind {
     Conflict,
     /// A byte range that lies outside the resource.
     RangeNotSatisfiable,
+    /// A request body larger than the endpoint accepts.
+    TooLarge,
     /// The configuration is invalid.
     Config,
     /// A file's content is not what it should be (a corrupt or truncated MP4).

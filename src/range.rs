@@ -18,12 +18,16 @@ pub enum Ranged {
 /// Interprets `header` (the value of `Range`) for a resource of `len` bytes.
 pub fn parse(header: Option<&str>, len: u64) -> Ranged {
     let Some(h) = header else { return Ranged::Full };
-    let Some(spec) = h.trim().strip_prefix("bytes=") else { return Ranged::Full };
+    let Some(spec) = h.trim().strip_prefix("bytes=") else {
+        return Ranged::Full;
+    };
     if spec.contains(',') {
         // Several ranges: served whole rather than as multipart/byteranges.
         return Ranged::Full;
     }
-    let Some((a, b)) = spec.trim().split_once('-') else { return Ranged::Full };
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Ranged::Full;
+    };
     let (a, b) = (a.trim(), b.trim());
     let num = |s: &str| -> Option<u64> {
         if s.is_empty() || s.len() > 19 || !s.bytes().all(|c| c.is_ascii_digit()) {
@@ -37,12 +41,18 @@ pub fn parse(header: Option<&str>, len: u64) -> Ranged {
         (true, false) => match num(b) {
             Some(0) => Ranged::Unsatisfiable,
             Some(_) if len == 0 => Ranged::Unsatisfiable,
-            Some(n) => Ranged::Part { start: len.saturating_sub(n), end: len - 1 },
+            Some(n) => Ranged::Part {
+                start: len.saturating_sub(n),
+                end: len - 1,
+            },
             None => Ranged::Full,
         },
         // bytes=A-: from A to the end.
         (false, true) => match num(a) {
-            Some(s) if s < len => Ranged::Part { start: s, end: len - 1 },
+            Some(s) if s < len => Ranged::Part {
+                start: s,
+                end: len - 1,
+            },
             Some(_) => Ranged::Unsatisfiable,
             None => Ranged::Full,
         },
@@ -50,7 +60,10 @@ pub fn parse(header: Option<&str>, len: u64) -> Ranged {
         (false, false) => match (num(a), num(b)) {
             (Some(s), Some(e)) if s > e => Ranged::Full,
             (Some(s), Some(_)) if s >= len => Ranged::Unsatisfiable,
-            (Some(s), Some(e)) => Ranged::Part { start: s, end: e.min(len - 1) },
+            (Some(s), Some(e)) => Ranged::Part {
+                start: s,
+                end: e.min(len - 1),
+            },
             _ => Ranged::Full,
         },
         (true, true) => Ranged::Full,
@@ -65,11 +78,35 @@ mod tests {
     fn single_ranges() {
         let p = |h: &str| parse(Some(h), 1000);
         assert_eq!(p("bytes=0-499"), Ranged::Part { start: 0, end: 499 });
-        assert_eq!(p("bytes=500-"), Ranged::Part { start: 500, end: 999 });
-        assert_eq!(p("bytes=-200"), Ranged::Part { start: 800, end: 999 });
+        assert_eq!(
+            p("bytes=500-"),
+            Ranged::Part {
+                start: 500,
+                end: 999
+            }
+        );
+        assert_eq!(
+            p("bytes=-200"),
+            Ranged::Part {
+                start: 800,
+                end: 999
+            }
+        );
         assert_eq!(p("bytes=-5000"), Ranged::Part { start: 0, end: 999 });
-        assert_eq!(p("bytes=900-5000"), Ranged::Part { start: 900, end: 999 });
-        assert_eq!(p("bytes=999-999"), Ranged::Part { start: 999, end: 999 });
+        assert_eq!(
+            p("bytes=900-5000"),
+            Ranged::Part {
+                start: 900,
+                end: 999
+            }
+        );
+        assert_eq!(
+            p("bytes=999-999"),
+            Ranged::Part {
+                start: 999,
+                end: 999
+            }
+        );
         assert_eq!(p(" bytes= 10 - 20 "), Ranged::Part { start: 10, end: 20 });
     }
 

@@ -8,7 +8,7 @@
 //!   once and never reused, and re-indexing the same file keeps its id.
 //! - All calls block: async callers use `spawn_blocking`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -413,6 +413,27 @@ impl Store {
         };
         tx.commit()?;
         Ok(rec)
+    }
+
+    /// Whether the index holds any recording of `stream_id`.
+    pub fn has_stream(&self, stream_id: &str) -> Result<bool> {
+        let tx = self.db.begin_read()?;
+        let recs = tx.open_table(RECORDINGS)?;
+        Ok(recs
+            .range((stream_id, i64::MIN)..=(stream_id, i64::MAX))?
+            .next()
+            .is_some())
+    }
+
+    /// Per stream: how many recordings, and their bytes.
+    pub fn stream_totals(&self) -> Result<BTreeMap<String, (u64, u64)>> {
+        let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for r in self.all()? {
+            let t = out.entry(r.stream_id).or_default();
+            t.0 += 1;
+            t.1 += r.file_size_bytes;
+        }
+        Ok(out)
     }
 
     /// The size of the index file.

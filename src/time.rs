@@ -82,6 +82,25 @@ pub fn rfc3339_us(t_us: i64) -> String {
     }
 }
 
+/// A time in a query: RFC 3339 (`2026-01-01T12:00:00Z`, fractions allowed) or Unix seconds
+/// (fractions allowed). Returns microseconds since the epoch.
+pub fn parse_query_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > 64 {
+        return None;
+    }
+    if s.bytes()
+        .all(|c| c.is_ascii_digit() || c == b'.' || c == b'-')
+    {
+        let secs: f64 = s.parse().ok()?;
+        if !secs.is_finite() || secs.abs() > 1e11 {
+            return None;
+        }
+        return Some((secs * 1e6).round() as i64);
+    }
+    s.parse::<Timestamp>().ok().map(|t| t.as_microsecond())
+}
+
 pub fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -96,6 +115,35 @@ mod tests {
         assert_eq!(ms, 1_767_268_800_000);
         assert_eq!(segment_name(ms), "2026-01-01_12-00-00.mp4");
         assert_eq!(rfc3339_us(ms * 1000 + 40_000), "2026-01-01T12:00:00.04Z");
+    }
+
+    #[test]
+    fn query_times() {
+        assert_eq!(
+            parse_query_time("2026-01-01T12:00:00Z"),
+            Some(1_767_268_800_000_000)
+        );
+        assert_eq!(
+            parse_query_time("2026-01-01T13:00:00.5+01:00"),
+            Some(1_767_268_800_500_000)
+        );
+        assert_eq!(parse_query_time("1767268800"), Some(1_767_268_800_000_000));
+        assert_eq!(
+            parse_query_time("1767268800.25"),
+            Some(1_767_268_800_250_000)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2026-01-01",
+            "1e9",
+            "NaN",
+            "inf",
+            "99999999999999999",
+            "2026-13-01T00:00:00Z",
+        ] {
+            assert_eq!(parse_query_time(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -1,0 +1,802 @@
+//! The HTTP API of `../shared/SPEC.md` §4 and the embedded UI, on ntex.
+//!
+//! Invariants:
+//! - [`configure`] is the one route table, shared by the daemon and the tests.
+//! - Handlers stay thin: they parse the request, call the store on the blocking pool
+//!   (`web::block`), and shape JSON. Nothing here blocks the executor.
+//! - Every failure is a JSON `{"error": …}`; [`status_of`] maps error kinds to status codes,
+//!   the only place that does. Bad input is 4xx, never 5xx, never a panic.
+//! - No file path is ever built from request input: files are found through the index.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::UNIX_EPOCH;
+
+use jiff::tz::TimeZone;
+use ntex::http::StatusCode;
+use ntex::http::body::{Body, SizedStream};
+use ntex::util::{Bytes, Stream};
+use ntex::web::{self, HttpRequest, HttpResponse};
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
+
+use crate::config::Config;
+use crate::disk;
+use crate::error::{Error, Kind, Result};
+use crate::range::{self, Ranged};
+use crate::recorder::Statuses;
+use crate::store::{Recording, Store};
+use crate::time;
+
+/// The largest request body accepted (a PATCH is a few bytes).
+const MAX_BODY: usize = 4096;
+/// How much of a file is read per step while streaming it.
+const CHUNK: usize = 256 * 1024;
+
+/// Why recordings were deleted, as counted in `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub enum DeleteReason {
+    Age = 0,
+    DiskPressure = 1,
+    Orphan = 2,
+    Manual = 3,
+}
+
+const REASONS: [&str; 4] = ["age", "disk_pressure", "orphan", "manual"];
+
+/// What the HTTP handlers share with the rest of the daemon.
+pub struct Shared {
+    pub store: Arc<Store>,
+    pub config: RwLock<Arc<Config>>,
+    pub statuses: Statuses,
+    pub deletions: [AtomicU64; 4],
+}
+
+impl Shared {
+    pub fn new(store: Arc<Store>, config: Config, statuses: Statuses) -> Shared {
+        Shared {
+            store,
+            config: RwLock::new(Arc::new(config)),
+            statuses,
+            deletions: Default::default(),
+        }
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_config(&self, c: Config) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(c);
+    }
+
+    pub fn count_deletion(&self, why: DeleteReason) {
+        self.deletions[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn recordings_dir(&self) -> PathBuf {
+        self.config().storage.recordings_dir.clone()
+    }
+}
+
+type State = web::types::State<Arc<Shared>>;
+
+/// The status code of an error kind: the only place that knows.
+pub fn status_of(kind: Kind) -> StatusCode {
+    match kind {
+        Kind::BadRequest | Kind::Config => StatusCode::BAD_REQUEST,
+        Kind::NotFound => StatusCode::NOT_FOUND,
+        Kind::Conflict => StatusCode::CONFLICT,
+        Kind::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+        Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Kind::Corrupt | Kind::Schema | Kind::Io | Kind::Internal => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+impl web::WebResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        status_of(self.kind)
+    }
+
+    fn error_response(&self, _: &HttpRequest) -> HttpResponse {
+        if self.status_code().is_server_error() {
+            log::error!("http: {self}");
+        }
+        HttpResponse::build(self.status_code()).json(&json!({ "error": self.msg }))
+    }
+}
+
+/// The route table.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/streams", web::get().to(streams))
+        .route(
+            "/api/streams/{id}/recordings",
+            web::get().to(stream_recordings),
+        )
+        .route(
+            "/api/streams/{id}/recordings/dates",
+            web::get().to(stream_dates),
+        )
+        .route("/api/recordings/{id}", web::get().to(recording))
+        .route("/api/recordings/{id}", web::patch().to(patch_recording))
+        .route("/api/recordings/{id}", web::delete().to(delete_recording))
+        .route("/api/recordings/{id}/stream", web::get().to(stream_file))
+        .route("/api/recordings/{id}/stream", web::head().to(stream_file))
+        .route("/api/health", web::get().to(health))
+        .route("/metrics", web::get().to(metrics))
+        .route("/", web::get().to(index_page));
+}
+
+/// The running HTTP server: its own thread with ntex's runtime and worker threads.
+pub struct Server {
+    handle: ntex::server::Server,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Server {
+    /// Binds `listen` now (so a busy port is an error before the daemon says it is ready) and
+    /// serves on it from a new thread.
+    pub fn start(
+        shared: Arc<Shared>,
+        listen: std::net::SocketAddr,
+        workers: usize,
+    ) -> Result<Server> {
+        let listener = std::net::TcpListener::bind(listen)
+            .map_err(|e| Error::new(Kind::Io, format!("http: cannot listen on {listen}: {e}")))?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("http".into())
+            .spawn(move || {
+                let run =
+                    ntex::rt::System::new("http", ntex::rt::DefaultRuntime).block_on(async move {
+                        let server = web::server(async move || {
+                            web::App::new()
+                                .state(shared.clone())
+                                .configure(configure)
+                                .default_service(web::to(not_found))
+                        })
+                        .workers(workers)
+                        .disable_signals()
+                        .listen(listener)?
+                        .run();
+                        let _ = tx.send(server.clone());
+                        server.await
+                    });
+                if let Err(e) = run {
+                    log::error!("http: {e}");
+                }
+            })
+            .map_err(|e| Error::internal(format!("http thread: {e}")))?;
+        let handle = rx
+            .recv()
+            .map_err(|_| Error::internal("http: the server did not start"))?;
+        log::info!("http: listening on {addr}");
+        Ok(Server {
+            handle,
+            thread: Some(thread),
+            addr,
+        })
+    }
+
+    /// Stops accepting, lets running requests finish, and waits for the thread.
+    pub fn stop(mut self) {
+        let stop = self.handle.stop(true);
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            rt.block_on(async {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stop).await;
+            });
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The answer for routes that do not exist.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse> {
+    Err(Error::not_found(format!(
+        "no such endpoint: {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// Runs `f` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + Sync + 'static,
+) -> Result<T> {
+    web::block(f).await.map_err(|e| match e {
+        web::error::BlockingError::Error(e) => e,
+        web::error::BlockingError::Canceled => Error::internal("blocking task canceled"),
+    })
+}
+
+fn query(req: &HttpRequest) -> Vec<(String, String)> {
+    req.query_string()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |c: Option<&u8>| c.and_then(|c| (*c as char).to_digit(16)).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (hex(b.get(i + 1)), hex(b.get(i + 2))) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The first of `names` present in the query.
+fn param<'q>(q: &'q [(String, String)], names: &[&str]) -> Option<&'q str> {
+    names
+        .iter()
+        .find_map(|n| q.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str()))
+}
+
+fn time_param(q: &[(String, String)], names: &[&str]) -> Result<Option<i64>> {
+    match param(q, names) {
+        None => Ok(None),
+        Some(v) => time::parse_query_time(v).map(Some).ok_or_else(|| {
+            Error::bad_request(format!(
+                "{}: {v:?} is not an RFC 3339 time or Unix seconds",
+                names[0]
+            ))
+        }),
+    }
+}
+
+fn id_param(req: &HttpRequest) -> Result<u64> {
+    let raw = req.match_info().get("id").unwrap_or("");
+    raw.parse()
+        .map_err(|_| Error::bad_request(format!("{raw:?} is not a recording id")))
+}
+
+fn recording_json(r: &Recording) -> Value {
+    json!({
+        "id": r.id,
+        "stream_id": r.stream_id,
+        "start_time": time::rfc3339_us(r.start_ms * 1000),
+        "end_time": time::rfc3339_us(r.end_us()),
+        "duration_seconds": r.duration_us as f64 / 1e6,
+        "file_path": r.file_path(),
+        "file_size_bytes": r.file_size_bytes,
+        "retention_locked": r.retention_locked,
+    })
+}
+
+fn json_ok(v: &Value) -> HttpResponse {
+    HttpResponse::Ok().json(v)
+}
+
+async fn streams(st: State) -> Result<HttpResponse> {
+    let config = st.config();
+    let statuses = st
+        .statuses
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let list: Vec<Value> = config
+        .streams
+        .iter()
+        .map(|s| {
+            let status = statuses.get(&s.id);
+            let state = match status {
+                Some(st) => st.state.as_str(),
+                None if s.enabled => "starting",
+                None => "disabled",
+            };
+            json!({
+                "id": s.id,
+                "name": s.name,
+                "enabled": s.enabled,
+                "retention_days": s.retention_days,
+                "segment_seconds": s.segment_seconds,
+                "recorder": {
+                    "state": state,
+                    "restarts": status.map_or(0, |x| x.restarts),
+                    "last_error": status.and_then(|x| x.last_error.clone()),
+                    "last_segment_time": status.and_then(|x| x.last_segment_ms).map(|ms| time::rfc3339_us(ms * 1000)),
+                },
+            })
+        })
+        .collect();
+    Ok(json_ok(&Value::Array(list)))
+}
+
+/// The stream id of the path, if the config or the index knows it.
+async fn known_stream(st: &State, req: &HttpRequest) -> Result<String> {
+    let id = req.match_info().get("id").unwrap_or("").to_owned();
+    if st.config().stream(&id).is_some() {
+        return Ok(id);
+    }
+    let store = st.store.clone();
+    let probe = id.clone();
+    if crate::config::valid_stream_id(&id) && blocking(move || store.has_stream(&probe)).await? {
+        return Ok(id);
+    }
+    Err(Error::not_found(format!("no stream {id:?}")))
+}
+
+async fn stream_recordings(st: State, req: HttpRequest) -> Result<HttpResponse> {
+    let id = known_stream(&st, &req).await?;
+    let q = query(&req);
+    let start = time_param(&q, &["start", "start_time"])?;
+    let end = time_param(&q, &["end", "end_time"])?;
+    if let (Some(s), Some(e)) = (start, end)
+        && s > e
+    {
+        return Err(Error::bad_request("start is after end"));
+    }
+    let store = st.store.clone();
+    let recs = blocking(move || store.overlapping(&id, start, end)).await?;
+    Ok(json_ok(&Value::Array(
+        recs.iter().map(recording_json).collect(),
+    )))
+}
+
+async fn stream_dates(st: State, req: HttpRequest) -> Result<HttpResponse> {
+    let id = known_stream(&st, &req).await?;
+    let q = query(&req);
+    let tz = match param(&q, &["tz"]) {
+        None | Some("") => TimeZone::UTC,
+        Some(name) => TimeZone::get(name)
+            .map_err(|_| Error::bad_request(format!("unknown time zone {name:?}")))?,
+    };
+    let store = st.store.clone();
+    let days = blocking(move || store.dates(&id, &tz)).await?;
+    Ok(json_ok(&Value::Array(
+        days.iter().map(|d| Value::String(d.to_string())).collect(),
+    )))
+}
+
+async fn recording(st: State, req: HttpRequest) -> Result<HttpResponse> {
+    let id = id_param(&req)?;
+    let store = st.store.clone();
+    let rec = blocking(move || store.get(id)).await?;
+    Ok(json_ok(&recording_json(&rec)))
+}
+
+/// The request body, up to [`MAX_BODY`] bytes. A larger one is read on (up to a bound) and
+/// dropped, so the client is still reading when the 413 arrives instead of seeing a reset.
+async fn read_body(mut payload: web::types::Payload) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = payload.recv().await {
+        let chunk = chunk.map_err(|e| Error::bad_request(format!("reading the body: {e}")))?;
+        seen += chunk.len();
+        if seen > MAX_BODY * 256 {
+            break;
+        }
+        if seen <= MAX_BODY {
+            body.extend_from_slice(&chunk);
+        }
+    }
+    if seen > MAX_BODY {
+        return Err(Error::new(
+            Kind::TooLarge,
+            format!("the body is larger than {MAX_BODY} bytes"),
+        ));
+    }
+    Ok(body)
+}
+
+async fn patch_recording(
+    st: State,
+    req: HttpRequest,
+    payload: web::types::Payload,
+) -> Result<HttpResponse> {
+    let id = id_param(&req)?;
+    let body = read_body(payload).await?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| Error::bad_request(format!("the body is not JSON: {e}")))?;
+    let locked = match v.as_object().map(|o| (o.len(), o.get("retention_locked"))) {
+        Some((1, Some(Value::Bool(b)))) => *b,
+        _ => {
+            return Err(Error::bad_request(
+                "the body must be {\"retention_locked\": true|false}",
+            ));
+        }
+    };
+    let (store, dir) = (st.store.clone(), st.recordings_dir());
+    let rec = blocking(move || {
+        let rec = store.get(id)?;
+        set_file_locked(&dir.join(rec.file_path()), locked)?;
+        store.set_locked(id, locked)
+    })
+    .await?;
+    log::info!(
+        "recording {id} ({}): {}",
+        rec.file_path(),
+        if locked { "locked" } else { "unlocked" }
+    );
+    Ok(json_ok(&recording_json(&rec)))
+}
+
+/// A recording's lock lives in its file's mode (read-only = locked), so it survives a rebuild.
+fn set_file_locked(path: &std::path::Path, locked: bool) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut perm = std::fs::metadata(path)
+        .map_err(|e| Error::from(e).context(path.display()))?
+        .permissions();
+    let mode = perm.mode();
+    perm.set_mode(if locked { mode & !0o222 } else { mode | 0o200 });
+    std::fs::set_permissions(path, perm).map_err(|e| Error::from(e).context(path.display()))
+}
+
+async fn delete_recording(st: State, req: HttpRequest) -> Result<HttpResponse> {
+    let id = id_param(&req)?;
+    let (store, dir) = (st.store.clone(), st.recordings_dir());
+    let rec = blocking(move || {
+        let rec = store.get(id)?;
+        if rec.retention_locked {
+            return Err(Error::new(
+                Kind::Conflict,
+                format!("recording {id} is locked; unlock it first"),
+            ));
+        }
+        // The file first: a crash in between leaves a record without a file, which the next
+        // backfill drops.
+        match std::fs::remove_file(dir.join(rec.file_path())) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::from(e).context(rec.file_path())),
+        }
+        store.apply(&[crate::store::Change::Remove {
+            stream_id: rec.stream_id.clone(),
+            start_ms: rec.start_ms,
+        }])?;
+        Ok(rec)
+    })
+    .await?;
+    st.count_deletion(DeleteReason::Manual);
+    log::info!("deleted recording {id} ({}): manual", rec.file_path());
+    Ok(json_ok(&json!({"status": "deleted", "id": id})))
+}
+
+/// The file of a recording: `Range`, `If-Range`, `ETag`, `Last-Modified`, `HEAD`.
+async fn stream_file(st: State, req: HttpRequest) -> Result<HttpResponse> {
+    let id = id_param(&req)?;
+    let (store, dir) = (st.store.clone(), st.recordings_dir());
+    let (file, meta) = blocking(move || {
+        let rec = store.get(id)?;
+        let path = dir.join(rec.file_path());
+        let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::not_found(format!("the file of recording {id} is gone"))
+            }
+            _ => Error::from(e).context(rec.file_path()),
+        })?;
+        let meta = file.metadata()?;
+        Ok((file, meta))
+    })
+    .await?;
+    let len = meta.len();
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    let etag = {
+        use std::os::unix::fs::MetadataExt;
+        format!("\"{:x}-{:x}-{:x}\"", meta.ino(), len, mtime.as_nanos())
+    };
+    let last_modified = http_date(mtime.as_secs() as i64);
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let if_range_ok = match header("if-range") {
+        None => true,
+        Some(v) if v.starts_with('"') => v == etag,
+        Some(v) => v == last_modified,
+    };
+    let ranged = if if_range_ok {
+        range::parse(header("range"), len)
+    } else {
+        Ranged::Full
+    };
+
+    let mut resp = match ranged {
+        Ranged::Unsatisfiable => {
+            return Ok(HttpResponse::build(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header("content-range", format!("bytes */{len}"))
+                .header("accept-ranges", "bytes")
+                .json(&json!({"error": format!("the range is outside the file's {len} bytes")})));
+        }
+        Ranged::Full => HttpResponse::Ok(),
+        Ranged::Part { start, end } => {
+            let mut r = HttpResponse::build(StatusCode::PARTIAL_CONTENT);
+            r.header("content-range", format!("bytes {start}-{end}/{len}"));
+            r
+        }
+    };
+    let (start, count) = match ranged {
+        Ranged::Part { start, end } => (start, end - start + 1),
+        _ => (0, len),
+    };
+    resp.content_type("video/mp4")
+        .header("accept-ranges", "bytes")
+        .header("etag", etag)
+        .header("last-modified", last_modified)
+        .header("cache-control", "no-cache");
+    let mut file = tokio::fs::File::from_std(file);
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(Error::from)?;
+    }
+    let body = FileBody {
+        file,
+        remaining: count,
+        buf: Vec::new(),
+    };
+    Ok(resp.body(Body::from_message(SizedStream::new(count, body))))
+}
+
+/// `count` bytes of an open file, read a chunk at a time on tokio's blocking pool. The open
+/// file keeps its data readable even if the file is deleted meanwhile.
+struct FileBody {
+    file: tokio::fs::File,
+    remaining: u64,
+    buf: Vec<u8>,
+}
+
+impl Stream for FileBody {
+    type Item = std::result::Result<Bytes, Rc<dyn std::error::Error>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let want = this.remaining.min(CHUNK as u64) as usize;
+        this.buf.resize(want, 0);
+        let mut rb = ReadBuf::new(&mut this.buf);
+        match Pin::new(&mut this.file).poll_read(cx, &mut rb) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(Rc::new(e)))),
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                if n == 0 {
+                    // The file shrank under us: end the response (the connection closes).
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the file ended early",
+                    );
+                    return Poll::Ready(Some(Err(Rc::new(e))));
+                }
+                this.remaining -= n as u64;
+                Poll::Ready(Some(Ok(Bytes::copy_from_slice(&this.buf[..n]))))
+            }
+        }
+    }
+}
+
+/// RFC 9110 IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn http_date(unix_s: i64) -> String {
+    jiff::Timestamp::from_second(unix_s).map_or_else(
+        |_| String::new(),
+        |t| t.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+    )
+}
+
+struct HealthReport {
+    problems: Vec<String>,
+    disk: Option<disk::DiskUsage>,
+    recordings: u64,
+    unindexable: u64,
+}
+
+fn health_report(st: &Shared) -> Result<HealthReport> {
+    let config = st.config();
+    let mut problems = Vec::new();
+    let disk = match disk::usage(&config.storage.recordings_dir) {
+        Ok(d) => {
+            if d.free_percent() < config.retention.min_free_percent {
+                problems.push(format!(
+                    "disk: {:.1}% free, below min_free_percent ({}%)",
+                    d.free_percent(),
+                    config.retention.min_free_percent
+                ));
+            }
+            Some(d)
+        }
+        Err(e) => {
+            problems.push(format!("disk: {e}"));
+            None
+        }
+    };
+    for (id, s) in st.statuses.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        if s.state == crate::recorder::State::Backoff {
+            problems.push(format!(
+                "stream {id}: not recording: {}",
+                s.last_error.as_deref().unwrap_or("restarting")
+            ));
+        }
+    }
+    let recordings = st.store.count()?;
+    let unindexable = st.store.unindexable_count()?;
+    if unindexable > 0 {
+        problems.push(format!("index: {unindexable} file(s) could not be indexed"));
+    }
+    Ok(HealthReport {
+        problems,
+        disk,
+        recordings,
+        unindexable,
+    })
+}
+
+async fn health(st: State) -> Result<HttpResponse> {
+    let shared = st.get_ref().clone();
+    let r = blocking(move || health_report(&shared)).await?;
+    let disk = r.disk.map_or(Value::Null, |d| {
+        json!({"total_bytes": d.total_bytes, "free_bytes": d.free_bytes, "free_percent": (d.free_percent() * 100.0).round() / 100.0})
+    });
+    Ok(json_ok(&json!({
+        "status": if r.problems.is_empty() { "healthy" } else { "degraded" },
+        "problems": r.problems,
+        "disk": disk,
+        "index": {"recordings": r.recordings, "unindexable_files": r.unindexable},
+    })))
+}
+
+async fn metrics(st: State) -> Result<HttpResponse> {
+    let shared = st.get_ref().clone();
+    let text = blocking(move || {
+        let config = shared.config();
+        let totals = shared.store.stream_totals()?;
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in rows {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let label = |k: &str, v: &str| {
+            format!(
+                "{{{k}=\"{}\"}}",
+                v.replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        };
+        family(
+            "wallflower_recordings",
+            "gauge",
+            "Recordings in the index, per stream.",
+            totals
+                .iter()
+                .map(|(s, (n, _))| (label("stream", s), n.to_string()))
+                .collect(),
+        );
+        family(
+            "wallflower_recording_bytes",
+            "gauge",
+            "Bytes of the recordings in the index, per stream.",
+            totals
+                .iter()
+                .map(|(s, (_, b))| (label("stream", s), b.to_string()))
+                .collect(),
+        );
+        let statuses = shared
+            .statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        family(
+            "wallflower_recorder_restarts_total",
+            "counter",
+            "Recorder (ffmpeg) restarts since the daemon started, per stream.",
+            config
+                .streams
+                .iter()
+                .map(|s| {
+                    (
+                        label("stream", &s.id),
+                        statuses.get(&s.id).map_or(0, |x| x.restarts).to_string(),
+                    )
+                })
+                .collect(),
+        );
+        family(
+            "wallflower_retention_deletions_total",
+            "counter",
+            "Recordings deleted since the daemon started, by reason.",
+            REASONS
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    (
+                        label("reason", r),
+                        shared.deletions[i].load(Ordering::Relaxed).to_string(),
+                    )
+                })
+                .collect(),
+        );
+        if let Ok(d) = disk::usage(&config.storage.recordings_dir) {
+            family(
+                "wallflower_disk_free_bytes",
+                "gauge",
+                "Free bytes on the recordings filesystem.",
+                vec![(String::new(), d.free_bytes.to_string())],
+            );
+            family(
+                "wallflower_disk_total_bytes",
+                "gauge",
+                "Size of the recordings filesystem.",
+                vec![(String::new(), d.total_bytes.to_string())],
+            );
+        }
+        family(
+            "wallflower_index_size_bytes",
+            "gauge",
+            "Size of the index file.",
+            vec![(String::new(), shared.store.file_size_bytes().to_string())],
+        );
+        family(
+            "wallflower_index_unindexable_files",
+            "gauge",
+            "Segment files that could not be indexed.",
+            vec![(String::new(), shared.store.unindexable_count()?.to_string())],
+        );
+        Ok(out)
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
+}
+
+async fn index_page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(crate::ui::INDEX_HTML)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("Europe%2FBerlin"), "Europe/Berlin");
+        assert_eq!(percent_decode("a+b"), "a b");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%C3%A9"), "é");
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+}
