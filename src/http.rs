@@ -10,24 +10,22 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 use std::time::UNIX_EPOCH;
 
 use jiff::tz::TimeZone;
 use ntex::http::StatusCode;
 use ntex::http::body::{Body, SizedStream};
-use ntex::util::{Bytes, Stream};
+use ntex::util::Bytes;
 use ntex::web::{self, HttpRequest, HttpResponse};
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
 
+use crate::body::{self, Layout, Part};
 use crate::config::Config;
 use crate::disk;
 use crate::error::{Error, Kind, Result};
+use crate::mp4;
 use crate::range::{self, Ranged};
 use crate::recorder::Statuses;
 use crate::store::{Recording, Store};
@@ -35,8 +33,6 @@ use crate::time;
 
 /// The largest request body accepted (a PATCH is a few bytes).
 const MAX_BODY: usize = 4096;
-/// How much of a file is read per step while streaming it.
-const CHUNK: usize = 256 * 1024;
 
 /// Why recordings were deleted, as counted in `/metrics`.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +51,38 @@ pub struct Shared {
     pub config: RwLock<Arc<Config>>,
     pub statuses: Statuses,
     pub deletions: [AtomicU64; 4],
+    layouts: LayoutCache,
+}
+
+type LayoutKey = (u64, u64, Option<std::time::SystemTime>);
+
+/// The served layouts of the last few recordings, so the seeks of a player do not walk the
+/// file's fragments on every request. Keyed by id, size and mtime: a file that changes misses.
+#[derive(Default)]
+struct LayoutCache(std::sync::Mutex<Vec<(LayoutKey, Arc<Layout>)>>);
+
+impl LayoutCache {
+    const SIZE: usize = 16;
+
+    fn get_or_insert(&self, key: LayoutKey, make: impl FnOnce() -> Layout) -> Arc<Layout> {
+        if let Some((_, l)) = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(k, _)| *k == key)
+        {
+            return l.clone();
+        }
+        let l = Arc::new(make());
+        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        c.retain(|(k, _)| k.0 != key.0);
+        if c.len() >= Self::SIZE {
+            c.remove(0);
+        }
+        c.push((key, l.clone()));
+        l
+    }
 }
 
 impl Shared {
@@ -64,6 +92,7 @@ impl Shared {
             config: RwLock::new(Arc::new(config)),
             statuses,
             deletions: Default::default(),
+            layouts: LayoutCache::default(),
         }
     }
 
@@ -486,12 +515,37 @@ async fn delete_recording(st: State, req: HttpRequest) -> Result<HttpResponse> {
     Ok(json_ok(&json!({"status": "deleted", "id": id})))
 }
 
-/// The file of a recording: `Range`, `If-Range`, `ETag`, `Last-Modified`, `HEAD`.
+/// The layout served for a segment: a fragmented file gets a `sidx` per track between its
+/// header and its fragments, so a browser knows the whole duration at once and can seek; the
+/// media bytes are the file's own. Anything else is served as it is.
+fn segment_layout(path: &std::path::Path, len: u64) -> Layout {
+    match mp4::fragments(path) {
+        Ok(Some(f)) => {
+            let end = f.content_end().min(len);
+            Layout {
+                parts: vec![
+                    Part::File {
+                        offset: 0,
+                        len: f.head_len,
+                    },
+                    Part::Mem(Bytes::from(f.sidx_boxes())),
+                    Part::File {
+                        offset: f.head_len,
+                        len: end - f.head_len,
+                    },
+                ],
+            }
+        }
+        _ => Layout::whole_file(len),
+    }
+}
+
+/// A recording as served: `Range`, `If-Range`, `ETag`, `Last-Modified`, `HEAD`.
 async fn stream_file(st: State, req: HttpRequest) -> Result<HttpResponse> {
     let id = id_param(&req)?;
-    let (store, dir) = (st.store.clone(), st.recordings_dir());
-    let (file, meta) = blocking(move || {
-        let rec = store.get(id)?;
+    let (shared, dir) = (st.get_ref().clone(), st.recordings_dir());
+    let (file, meta, layout) = blocking(move || {
+        let rec = shared.store.get(id)?;
         let path = dir.join(rec.file_path());
         let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => {
@@ -500,10 +554,14 @@ async fn stream_file(st: State, req: HttpRequest) -> Result<HttpResponse> {
             _ => Error::from(e).context(rec.file_path()),
         })?;
         let meta = file.metadata()?;
-        Ok((file, meta))
+        let key = (id, meta.len(), meta.modified().ok());
+        let layout = shared
+            .layouts
+            .get_or_insert(key, || segment_layout(&path, meta.len()));
+        Ok((file, meta, layout))
     })
     .await?;
-    let len = meta.len();
+    let len = layout.len();
     let mtime = meta
         .modified()
         .ok()
@@ -511,7 +569,12 @@ async fn stream_file(st: State, req: HttpRequest) -> Result<HttpResponse> {
         .unwrap_or_default();
     let etag = {
         use std::os::unix::fs::MetadataExt;
-        format!("\"{:x}-{:x}-{:x}\"", meta.ino(), len, mtime.as_nanos())
+        format!(
+            "\"{:x}-{:x}-{:x}-{len:x}\"",
+            meta.ino(),
+            meta.len(),
+            mtime.as_nanos()
+        )
     };
     let last_modified = http_date(mtime.as_secs() as i64);
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
@@ -531,7 +594,7 @@ async fn stream_file(st: State, req: HttpRequest) -> Result<HttpResponse> {
             return Ok(HttpResponse::build(StatusCode::RANGE_NOT_SATISFIABLE)
                 .header("content-range", format!("bytes */{len}"))
                 .header("accept-ranges", "bytes")
-                .json(&json!({"error": format!("the range is outside the file's {len} bytes")})));
+                .json(&json!({"error": format!("the range is outside the {len} bytes of the recording")})));
         }
         Ranged::Full => HttpResponse::Ok(),
         Ranged::Part { start, end } => {
@@ -549,57 +612,8 @@ async fn stream_file(st: State, req: HttpRequest) -> Result<HttpResponse> {
         .header("etag", etag)
         .header("last-modified", last_modified)
         .header("cache-control", "no-cache");
-    let mut file = tokio::fs::File::from_std(file);
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(Error::from)?;
-    }
-    let body = FileBody {
-        file,
-        remaining: count,
-        buf: Vec::new(),
-    };
+    let body = body::Body::new(file, layout, start, start + count);
     Ok(resp.body(Body::from_message(SizedStream::new(count, body))))
-}
-
-/// `count` bytes of an open file, read a chunk at a time on tokio's blocking pool. The open
-/// file keeps its data readable even if the file is deleted meanwhile.
-struct FileBody {
-    file: tokio::fs::File,
-    remaining: u64,
-    buf: Vec<u8>,
-}
-
-impl Stream for FileBody {
-    type Item = std::result::Result<Bytes, Rc<dyn std::error::Error>>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        if this.remaining == 0 {
-            return Poll::Ready(None);
-        }
-        let want = this.remaining.min(CHUNK as u64) as usize;
-        this.buf.resize(want, 0);
-        let mut rb = ReadBuf::new(&mut this.buf);
-        match Pin::new(&mut this.file).poll_read(cx, &mut rb) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(Rc::new(e)))),
-            Poll::Ready(Ok(())) => {
-                let n = rb.filled().len();
-                if n == 0 {
-                    // The file shrank under us: end the response (the connection closes).
-                    let e = std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the file ended early",
-                    );
-                    return Poll::Ready(Some(Err(Rc::new(e))));
-                }
-                this.remaining -= n as u64;
-                Poll::Ready(Some(Ok(Bytes::copy_from_slice(&this.buf[..n]))))
-            }
-        }
-    }
 }
 
 /// RFC 9110 IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.

@@ -83,6 +83,135 @@ pub fn probe_file(path: &Path) -> Result<Probe> {
     probe(&mut f, len)
 }
 
+/// One track of a fragmented file, as an index of its fragments needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FragTrack {
+    pub id: u32,
+    pub timescale: u32,
+    /// The earliest presentation time of its first fragment, in its timescale.
+    pub start_pts: i64,
+}
+
+/// One complete fragment: `moof` and its sample data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fragment {
+    pub offset: u64,
+    pub size: u64,
+    /// Its duration in each track (in the order of [`Fragments::tracks`]), in that track's ticks.
+    pub ticks: Vec<u64>,
+}
+
+/// The layout of a fragmented file: the header boxes, then every complete fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fragments {
+    /// Bytes before the first fragment (`ftyp`, `moov`).
+    pub head_len: u64,
+    pub tracks: Vec<FragTrack>,
+    pub frags: Vec<Fragment>,
+}
+
+impl Fragments {
+    /// Where the last complete fragment ends.
+    pub fn content_end(&self) -> u64 {
+        self.frags
+            .last()
+            .map_or(self.head_len, |f| f.offset + f.size)
+    }
+
+    /// One `sidx` box per track indexing every fragment, to go between the header and the first
+    /// fragment. Players read the whole duration from it at once and seek with it; ffmpeg's
+    /// `global_sidx` would give the same but rewrites the file at its end, which a recorder
+    /// that can be killed at any moment must not do.
+    pub fn sidx_boxes(&self) -> Vec<u8> {
+        use mp4_atom::{Encode, SegmentReference, Sidx};
+        let build = |t: usize, first_offset: u64| Sidx {
+            reference_id: self.tracks[t].id,
+            timescale: self.tracks[t].timescale,
+            earliest_presentation_time: u64::try_from(self.tracks[t].start_pts).unwrap_or(0),
+            first_offset,
+            references: self
+                .frags
+                .iter()
+                .map(|f| SegmentReference {
+                    reference_type: false,
+                    referenced_size: u32::try_from(f.size).unwrap_or(u32::MAX),
+                    subsegment_duration: u32::try_from(f.ticks[t]).unwrap_or(u32::MAX),
+                    starts_with_sap: true,
+                    sap_type: 1,
+                    sap_delta_time: 0,
+                })
+                .collect(),
+        };
+        let encode = |b: &Sidx| {
+            let mut out = Vec::new();
+            // Encoding into a Vec cannot fail.
+            let _ = b.encode(&mut out);
+            out
+        };
+        let sizes: Vec<u64> = (0..self.tracks.len())
+            .map(|t| encode(&build(t, 0)).len() as u64)
+            .collect();
+        let mut out = Vec::new();
+        for t in 0..self.tracks.len() {
+            // Each sidx points past the ones after it, at the first fragment.
+            let after: u64 = sizes[t + 1..].iter().sum();
+            out.extend_from_slice(&encode(&build(t, after)));
+        }
+        out
+    }
+}
+
+/// The fragments of the file at `path`, or `None` if it is not a fragmented MP4.
+pub fn fragments(path: &Path) -> Result<Option<Fragments>> {
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Err(Error::corrupt("empty file"));
+    }
+    let mut p = Prober {
+        r: &mut f,
+        len,
+        tracks: Vec::new(),
+        fragmented: false,
+        truncated: false,
+        moov: false,
+        movie_us: None,
+        collect: Some(Vec::new()),
+    };
+    let end = p.walk(0, None)?;
+    let collected = p.collect.take().unwrap_or_default();
+    if !p.fragmented || collected.is_empty() {
+        return Ok(None);
+    }
+    let mut frags: Vec<Fragment> = Vec::with_capacity(collected.len());
+    for (i, (offset, data_end, ticks)) in collected.iter().enumerate() {
+        // A fragment runs to the next one; the last to where the walk stopped, or to the end of
+        // its data if the walk stopped inside its mdat's header.
+        let next = collected
+            .get(i + 1)
+            .map_or(end.max(*data_end), |(o, _, _)| *o);
+        frags.push(Fragment {
+            offset: *offset,
+            size: next - offset,
+            ticks: ticks.clone(),
+        });
+    }
+    let tracks = p
+        .tracks
+        .iter()
+        .map(|t| FragTrack {
+            id: t.id,
+            timescale: t.timescale,
+            start_pts: t.start_pts,
+        })
+        .collect();
+    Ok(Some(Fragments {
+        head_len: frags[0].offset,
+        tracks,
+        frags,
+    }))
+}
+
 /// Probes `len` bytes of `r`, from offset 0.
 pub fn probe<R: Read + Seek>(r: &mut R, len: u64) -> Result<Probe> {
     if len == 0 {
@@ -96,6 +225,7 @@ pub fn probe<R: Read + Seek>(r: &mut R, len: u64) -> Result<Probe> {
         truncated: false,
         moov: false,
         movie_us: None,
+        collect: None,
     };
     if !p.probe_with_mfra()? {
         p.tracks.clear();
@@ -124,6 +254,9 @@ struct Prober<'r, R> {
     moov: bool,
     /// `mvhd`'s duration, which is what players and ffprobe take for a plain MP4.
     movie_us: Option<u64>,
+    /// When set, every complete fragment: its offset, where its data ends, and its ticks per
+    /// track (by index).
+    collect: Option<Vec<(u64, u64, Vec<u64>)>>,
 }
 
 impl<R: Read + Seek> Prober<'_, R> {
@@ -227,6 +360,8 @@ impl<R: Read + Seek> Prober<'_, R> {
                         return Ok(h.end.unwrap_or(self.len));
                     }
                 }
+                // The fragment index comes last; nothing after it is media.
+                b"mfra" => break,
                 _ => {}
             }
             match h.end {
@@ -292,6 +427,7 @@ impl<R: Read + Seek> Prober<'_, R> {
         let moof = Moof::decode_body(&mut &body[..])
             .map_err(|e| Error::corrupt(format!("moof at byte {}: {e}", h.start)))?;
         let mut updates = Vec::with_capacity(moof.traf.len());
+        let mut moof_data_end = h.end.unwrap_or(self.len);
         for traf in &moof.traf {
             let Some(ti) = self.tracks.iter().position(|t| t.id == traf.tfhd.track_id) else {
                 return Err(Error::corrupt(format!(
@@ -328,7 +464,15 @@ impl<R: Read + Seek> Prober<'_, R> {
             if data_end > self.len {
                 return Ok(false);
             }
+            moof_data_end = moof_data_end.max(data_end);
             updates.push((ti, first_dts, ticks, min_pts));
+        }
+        if let Some(c) = &mut self.collect {
+            let mut per_track = vec![0u64; self.tracks.len()];
+            for (ti, _, ticks, _) in &updates {
+                per_track[*ti] = per_track[*ti].saturating_add(*ticks);
+            }
+            c.push((h.start, moof_data_end, per_track));
         }
         for (ti, start, ticks, min_pts) in updates {
             let t = &mut self.tracks[ti];

@@ -234,6 +234,40 @@ fn bad_input_is_a_json_4xx() {
     assert_eq!(f.get("/api/health").status, 200);
 }
 
+/// The top-level boxes of `data` without those of kind `kind`.
+fn without_boxes(data: &[u8], kind: &[u8; 4]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 8 <= data.len() {
+        let size = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        let end = (at + size).min(data.len());
+        if &data[at + 4..at + 8] != kind {
+            out.extend_from_slice(&data[at..end]);
+        }
+        at = end;
+    }
+    out
+}
+
+/// A served segment is the file with a `sidx` per track after its header and no `mfra`.
+fn assert_is_served_form_of(served: &[u8], file: &[u8]) {
+    let kinds: Vec<[u8; 4]> = {
+        let mut v = Vec::new();
+        let mut at = 0;
+        while at + 8 <= served.len() {
+            v.push(served[at + 4..at + 8].try_into().unwrap());
+            at += u32::from_be_bytes(served[at..at + 4].try_into().unwrap()) as usize;
+        }
+        v
+    };
+    let sidx = kinds.iter().filter(|k| *k == b"sidx").count();
+    assert!(sidx >= 1, "one sidx per track");
+    assert_eq!(&kinds[..2], [*b"ftyp", *b"moov"]);
+    assert!(kinds[2..2 + sidx].iter().all(|k| k == b"sidx"));
+    assert_eq!(&kinds[2 + sidx], b"moof");
+    assert_eq!(without_boxes(served, b"sidx"), without_boxes(file, b"mfra"));
+}
+
 fn file_of(f: &Fixture, id: u64) -> (String, Vec<u8>) {
     let rec = f.get(&format!("/api/recordings/{id}")).json();
     let path = rec["file_path"].as_str().unwrap().to_owned();
@@ -245,13 +279,19 @@ fn file_of(f: &Fixture, id: u64) -> (String, Vec<u8>) {
 fn segment_streaming_follows_rfc_9110() {
     let f = fixture("api-range");
     let id = ids(&f.get("/api/streams/front/recordings").json())[0];
-    let (_, data) = file_of(&f, id);
-    let len = data.len();
+    let (_, file_data) = file_of(&f, id);
     let url = format!("/api/recordings/{id}/stream");
 
     let full = f.get(&url);
     assert_eq!(full.status, 200);
-    assert_eq!(full.body, data);
+    assert_is_served_form_of(&full.body, &file_data);
+    let len = full.body.len();
+    let served_file = f.dir.path().join("served.mp4");
+    std::fs::write(&served_file, &full.body).unwrap();
+    let rec = f.get(&format!("/api/recordings/{id}")).json();
+    let want = rec["duration_seconds"].as_f64().unwrap();
+    assert!((common::ffprobe_duration(&served_file).unwrap() - want).abs() < 0.0005);
+    let data = full.body.clone();
     assert_eq!(full.header("content-type"), Some("video/mp4"));
     assert_eq!(full.header("accept-ranges"), Some("bytes"));
     assert_eq!(
@@ -455,11 +495,8 @@ fn a_file_deleted_while_it_streams_ends_cleanly() {
     let mut all = first[..n].to_vec();
     all.extend_from_slice(&rest);
     let body_at = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    assert_eq!(
-        &all[body_at..],
-        &data[..],
-        "the open file is still read to its end"
-    );
+    // The open file is still read to its end.
+    assert_is_served_form_of(&all[body_at..], &data);
     assert_eq!(f.get("/api/health").status, 200);
 }
 
@@ -549,4 +586,53 @@ fn health_and_metrics() {
             .unwrap()
             .starts_with("text/html")
     );
+}
+
+/// In a real browser: a served segment reports its full duration at once, and seeks.
+#[test]
+fn a_served_segment_plays_and_seeks_in_chromium() {
+    let f = fixture("api-chromium");
+    let recs = f.get("/api/streams/front/recordings").json();
+    let rec = &recs[0];
+    let want = rec["duration_seconds"].as_f64().unwrap();
+    let browser = common::Browser::start();
+    browser.goto(&format!("http://{}/", f.addr));
+    let out = browser.run_async(
+        r#"const [url, done] = arguments;
+        (async () => {
+          const v = document.createElement('video');
+          v.muted = true;
+          v.preload = 'auto';
+          const once = ev => new Promise(r => v.addEventListener(ev, r, {once: true}));
+          v.addEventListener('error', () => done({error: String(v.error && v.error.message)}));
+          v.src = url;
+          document.body.append(v);
+          await once('loadedmetadata');
+          const out = {duration: v.duration};
+          v.currentTime = v.duration / 2;
+          await once('seeked');
+          out.middle = v.currentTime;
+          v.currentTime = v.duration - 0.05;
+          await once('seeked');
+          out.end = v.currentTime;
+          out.readyState = v.readyState;
+          done(out);
+        })();"#,
+        serde_json::json!([format!("/api/recordings/{}/stream", rec["id"])]),
+    );
+    assert!(out.get("error").is_none(), "{out}");
+    let duration = out["duration"].as_f64().unwrap();
+    assert!(
+        (duration - want).abs() < 0.1,
+        "the browser says {duration} s, the index {want} s"
+    );
+    assert!(
+        (out["middle"].as_f64().unwrap() - want / 2.0).abs() < 0.1,
+        "{out}"
+    );
+    assert!(
+        (out["end"].as_f64().unwrap() - (want - 0.05)).abs() < 0.1,
+        "{out}"
+    );
+    assert!(out["readyState"].as_u64().unwrap() >= 1, "{out}");
 }

@@ -495,12 +495,18 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
     s.write_all(body).unwrap();
+    // Read the head, then exactly Content-Length bytes if given (some servers keep the
+    // connection open despite `Connection: close`), else to the end.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
+    let mut buf = [0u8; 65536];
+    let split = loop {
+        if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the connection closed before a response head");
+        raw.extend_from_slice(&buf[..n]);
+    };
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status = lines
@@ -515,6 +521,27 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
+    let content_length = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    match content_length {
+        _ if method == "HEAD" || status == 204 || status == 304 => {}
+        Some(n) => {
+            while raw.len() < split + 4 + n {
+                let got = s.read(&mut buf).unwrap();
+                assert!(
+                    got > 0,
+                    "the connection closed {} bytes into a body of {n}",
+                    raw.len() - split - 4
+                );
+                raw.extend_from_slice(&buf[..got]);
+            }
+        }
+        None => {
+            s.read_to_end(&mut raw).unwrap();
+        }
+    }
     let mut body = raw[split + 4..].to_vec();
     if headers
         .iter()
@@ -553,4 +580,174 @@ impl Daemon {
             .trim()
             .to_owned()
     }
+}
+
+/// Headless Chromium (Debian's `chromium`), driven through `chromedriver`'s WebDriver API with
+/// the plain HTTP client above.
+pub struct Browser {
+    driver: Child,
+    addr: String,
+    session: String,
+    _profile: TempDir,
+}
+
+impl Browser {
+    pub fn start() -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver runs (`bash .ci/setup --test` installs chromium-driver)");
+        let addr = format!("127.0.0.1:{port}");
+        assert!(
+            wait_for(Duration::from_secs(20), || std::net::TcpStream::connect(
+                &addr
+            )
+            .is_ok()),
+            "chromedriver listens"
+        );
+        let profile = TempDir::new("chromium");
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--autoplay-policy=no-user-gesture-required", "--window-size=1280,900",
+                         format!("--user-data-dir={}", profile.path().display())],
+            },
+        }}});
+        let r = http(
+            &addr,
+            "POST",
+            "/session",
+            &[("Content-Type", "application/json")],
+            caps.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let session = r.json()["value"]["sessionId"].as_str().unwrap().to_owned();
+        Browser {
+            driver,
+            addr,
+            session,
+            _profile: profile,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let url = format!("/session/{}{path}", self.session);
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let r = http(
+            &self.addr,
+            method,
+            &url,
+            &[("Content-Type", "application/json")],
+            &bytes,
+        );
+        assert_eq!(
+            r.status,
+            200,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()["value"].clone()
+    }
+
+    pub fn goto(&self, url: &str) {
+        self.call("POST", "/url", serde_json::json!({"url": url}));
+    }
+
+    /// Runs `script` as a function body; `arguments` are `args`, and the last one is the callback.
+    pub fn run_async(&self, script: &str, args: serde_json::Value) -> serde_json::Value {
+        self.call("POST", "/timeouts", serde_json::json!({"script": 60_000}));
+        self.call(
+            "POST",
+            "/execute/async",
+            serde_json::json!({"script": script, "args": args}),
+        )
+    }
+
+    pub fn run(&self, script: &str, args: serde_json::Value) -> serde_json::Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            serde_json::json!({"script": script, "args": args}),
+        )
+    }
+
+    /// The browser's console errors so far.
+    pub fn console_errors(&self) -> Vec<String> {
+        let r = http(
+            &self.addr,
+            "POST",
+            &format!("/session/{}/se/log", self.session),
+            &[("Content-Type", "application/json")],
+            b"{\"type\":\"browser\"}",
+        );
+        if r.status != 200 {
+            return Vec::new();
+        }
+        r.json()["value"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter(|e| e["level"] == "SEVERE")
+                    .map(|e| e["message"].as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn screenshot(&self, path: &Path) {
+        let png = self.call("GET", "/screenshot", serde_json::Value::Null);
+        std::fs::write(path, base64_decode(png.as_str().unwrap())).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = http(
+            &self.addr,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            &[],
+            b"",
+        );
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let clean: Vec<u8> = s
+        .bytes()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+        .collect();
+    clean
+        .chunks(4)
+        .flat_map(|c| {
+            let n = c.iter().enumerate().fold(0u32, |acc, (i, &b)| {
+                acc | (u32::from(val(b)) << (18 - 6 * i))
+            });
+            let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+            bytes.into_iter().take(c.len().saturating_sub(1))
+        })
+        .collect()
 }
