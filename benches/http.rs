@@ -1,0 +1,140 @@
+//! Benchmarks of issue 4 with wrk (Debian's), printed as plain numbers:
+//! - listing a day of one stream (96 recordings): requests per second and p99 latency;
+//! - streaming a ~200 MB segment to 16 connections, side by side with nginx (`sendfile on`)
+//!   serving the same file.
+//!
+//! Run with `cargo bench --bench http`; needs `wrk` and `nginx-light` (`apt-get install`).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Daemon, Signal, TempDir, camera_args, record_segments, run, wait_for, write_config};
+use wallflower_nvr::time::{parse_segment_name, segment_name};
+
+fn wrk(connections: u32, seconds: u32, url: &str) -> String {
+    let out = Command::new("wrk")
+        .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", url])
+        .output()
+        .expect("wrk runs (apt-get install wrk)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value after `label` on its line of wrk's output.
+fn field<'a>(out: &'a str, label: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .map(|r| r.split_whitespace().next().unwrap_or("?"))
+        .unwrap_or("?")
+}
+
+/// wrk's "Transfer/sec" in MB/s.
+fn mb_per_s(out: &str) -> f64 {
+    let v = field(out, "Transfer/sec:");
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+    let n: f64 = num.parse().unwrap_or(0.0);
+    n * match unit {
+        "GB" => 1024.0,
+        "KB" => 1.0 / 1024.0,
+        _ => 1.0,
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let dir = TempDir::new("benchhttp");
+    let root = dir.path().join("recordings");
+
+    // One day of one stream: 96 segments of 15 minutes (hard links to one real segment).
+    let seg = record_segments(&dir.path().join("src"), 7.0, 3, true, false).remove(0);
+    let day0 = parse_segment_name("2026-01-01_00-00-00.mp4").unwrap();
+    std::fs::create_dir_all(root.join("cam")).unwrap();
+    for i in 0..96 {
+        std::fs::hard_link(&seg, root.join("cam").join(segment_name(day0 + i * 900_000))).unwrap();
+    }
+
+    // A big segment: a few seconds of lossless noise, about 200 MB.
+    let big = dir.path().join("big.mp4");
+    let mut args = camera_args(10.0, false);
+    if let Some(i) = args.iter().position(|a| a.starts_with("testsrc=")) {
+        args[i] = "testsrc=size=1280x720:rate=25:duration=8".into();
+    }
+    args.extend(
+        ["-vf", "noise=alls=100:allf=t", "-qp", "0", "-movflags", "+frag_keyframe+empty_moov+default_base_moof"]
+            .map(String::from),
+    );
+    args.push(big.to_string_lossy().into_owned());
+    run(Command::new("ffmpeg").args(&args));
+    std::fs::create_dir_all(root.join("big")).unwrap();
+    let big_name = "2026-01-02_00-00-00.mp4";
+    std::fs::rename(&big, root.join("big").join(big_name)).unwrap();
+    let big_len = std::fs::metadata(root.join("big").join(big_name)).unwrap().len();
+
+    let cfg = write_config(dir.path(), "");
+    let mut d = Daemon::start(&cfg);
+    let addr = d.http_addr();
+    assert!(d.wait_log("backfill:", Duration::from_secs(60)).is_some());
+    let list = format!("http://{addr}/api/streams/cam/recordings?start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z");
+    let r = common::http(&addr, "GET", &list[7 + addr.len()..], &[], b"");
+    assert_eq!(r.json().as_array().unwrap().len(), 96);
+    let _ = wrk(32, 3, &list);
+    let out = wrk(32, 10, &list);
+    println!(
+        "list a day (96 recordings), 32 connections: {} req/s, p99 {}, p50 {}",
+        field(&out, "Requests/sec:"),
+        field(&out, "99%"),
+        field(&out, "50%")
+    );
+
+    let big_id = common::http(&addr, "GET", "/api/streams/big/recordings", &[], b"").json()[0]["id"].as_u64().unwrap();
+    let ours_url = format!("http://{addr}/api/recordings/{big_id}/stream");
+    let _ = wrk(16, 3, &ours_url);
+    let ours = wrk(16, 15, &ours_url);
+
+    // nginx serving the same file with sendfile.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let ngx = dir.path().join("nginx");
+    std::fs::create_dir_all(ngx.join("logs")).unwrap();
+    let conf = ngx.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off; worker_processes 2; pid {p}/nginx.pid; error_log {p}/logs/error.log;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{ sendfile on; tcp_nopush on; access_log off; types {{ video/mp4 mp4; }}\n\
+             client_body_temp_path {p}/tmp; proxy_temp_path {p}/tmp; fastcgi_temp_path {p}/tmp;\n\
+             server {{ listen 127.0.0.1:{port}; root {root}; }} }}\n",
+            p = ngx.display(),
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    let mut nginx = Command::new("nginx")
+        .args(["-c"])
+        .arg(&conf)
+        .args(["-p"])
+        .arg(&ngx)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx runs (apt-get install nginx-light)");
+    assert!(wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
+    let nginx_url = format!("http://127.0.0.1:{port}/big/{big_name}");
+    let _ = wrk(16, 3, &nginx_url);
+    let theirs = wrk(16, 15, &nginx_url);
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+
+    let (a, b) = (mb_per_s(&ours), mb_per_s(&theirs));
+    println!(
+        "stream a {:.0} MB segment to 16 connections: wallflower {a:.0} MB/s, nginx sendfile {b:.0} MB/s: {:.2}x",
+        big_len as f64 / 1e6,
+        a / b
+    );
+    d.signal(Signal::SIGTERM);
+    assert!(d.wait(Duration::from_secs(30)).success());
+}
