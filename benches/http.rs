@@ -16,7 +16,13 @@ use wallflower_nvr::time::{parse_segment_name, segment_name};
 
 fn wrk(connections: u32, seconds: u32, url: &str) -> String {
     let out = Command::new("wrk")
-        .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", url])
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            url,
+        ])
         .output()
         .expect("wrk runs (apt-get install wrk)");
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -54,7 +60,11 @@ fn main() {
     let day0 = parse_segment_name("2026-01-01_00-00-00.mp4").unwrap();
     std::fs::create_dir_all(root.join("cam")).unwrap();
     for i in 0..96 {
-        std::fs::hard_link(&seg, root.join("cam").join(segment_name(day0 + i * 900_000))).unwrap();
+        std::fs::hard_link(
+            &seg,
+            root.join("cam").join(segment_name(day0 + i * 900_000)),
+        )
+        .unwrap();
     }
 
     // A big segment: a few seconds of lossless noise, about 200 MB.
@@ -64,21 +74,32 @@ fn main() {
         args[i] = "testsrc=size=1280x720:rate=25:duration=8".into();
     }
     args.extend(
-        ["-vf", "noise=alls=100:allf=t", "-qp", "0", "-movflags", "+frag_keyframe+empty_moov+default_base_moof"]
-            .map(String::from),
+        [
+            "-vf",
+            "noise=alls=100:allf=t",
+            "-qp",
+            "0",
+            "-movflags",
+            "+frag_keyframe+empty_moov+default_base_moof",
+        ]
+        .map(String::from),
     );
     args.push(big.to_string_lossy().into_owned());
     run(Command::new("ffmpeg").args(&args));
     std::fs::create_dir_all(root.join("big")).unwrap();
     let big_name = "2026-01-02_00-00-00.mp4";
     std::fs::rename(&big, root.join("big").join(big_name)).unwrap();
-    let big_len = std::fs::metadata(root.join("big").join(big_name)).unwrap().len();
+    let big_len = std::fs::metadata(root.join("big").join(big_name))
+        .unwrap()
+        .len();
 
     let cfg = write_config(dir.path(), "");
     let mut d = Daemon::start(&cfg);
     let addr = d.http_addr();
     assert!(d.wait_log("backfill:", Duration::from_secs(60)).is_some());
-    let list = format!("http://{addr}/api/streams/cam/recordings?start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z");
+    let list = format!(
+        "http://{addr}/api/streams/cam/recordings?start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z"
+    );
     let r = common::http(&addr, "GET", &list[7 + addr.len()..], &[], b"");
     assert_eq!(r.json().as_array().unwrap().len(), 96);
     let _ = wrk(32, 3, &list);
@@ -90,13 +111,20 @@ fn main() {
         field(&out, "50%")
     );
 
-    let big_id = common::http(&addr, "GET", "/api/streams/big/recordings", &[], b"").json()[0]["id"].as_u64().unwrap();
+    let big_id =
+        common::http(&addr, "GET", "/api/streams/big/recordings", &[], b"").json()[0]["id"]
+            .as_u64()
+            .unwrap();
     let ours_url = format!("http://{addr}/api/recordings/{big_id}/stream");
     let _ = wrk(16, 3, &ours_url);
     let ours = wrk(16, 15, &ours_url);
 
     // nginx serving the same file with sendfile.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let ngx = dir.path().join("nginx");
     std::fs::create_dir_all(ngx.join("logs")).unwrap();
     let conf = ngx.join("nginx.conf");
@@ -122,7 +150,9 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .expect("nginx runs (apt-get install nginx-light)");
-    assert!(wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
+    assert!(wait_for(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
     let nginx_url = format!("http://127.0.0.1:{port}/big/{big_name}");
     let _ = wrk(16, 3, &nginx_url);
     let theirs = wrk(16, 15, &nginx_url);

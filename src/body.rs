@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use ntex::util::{Bytes, Stream};
-use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
+use std::future::Future;
 
 /// How much of a file is read per step.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 512 * 1024;
 
 #[derive(Debug, Clone)]
 pub enum Part {
@@ -56,26 +56,23 @@ impl Layout {
 
 /// Bytes `start..end` of `layout`, with file parts read from `file`.
 pub struct Body {
-    file: tokio::fs::File,
+    file: Arc<std::fs::File>,
     layout: Arc<Layout>,
     pos: u64,
     end: u64,
-    /// Where the file's cursor is, once known; `None` while a seek is pending or before the first.
-    file_pos: Option<u64>,
-    seeking: bool,
-    buf: Vec<u8>,
+    /// The read in flight on the blocking pool, straight into the buffer that is then sent:
+    /// one copy from the page cache, none in between.
+    reading: Option<tokio::task::JoinHandle<std::io::Result<Vec<u8>>>>,
 }
 
 impl Body {
     pub fn new(file: std::fs::File, layout: Arc<Layout>, start: u64, end: u64) -> Body {
         Body {
-            file: tokio::fs::File::from_std(file),
+            file: Arc::new(file),
             layout,
             pos: start,
             end,
-            file_pos: None,
-            seeking: false,
-            buf: Vec::new(),
+            reading: None,
         }
     }
 }
@@ -91,6 +88,28 @@ impl Stream for Body {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
         let this = &mut *self;
+        if let Some(h) = &mut this.reading {
+            let done = match Pin::new(h).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(r) => r,
+            };
+            this.reading = None;
+            return match done {
+                Err(e) => err(std::io::Error::other(e)),
+                Ok(Err(e)) => err(e),
+                Ok(Ok(buf)) if buf.is_empty() => {
+                    // The file shrank under us: end the response (the connection closes).
+                    err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the file ended early",
+                    ))
+                }
+                Ok(Ok(buf)) => {
+                    this.pos += buf.len() as u64;
+                    Poll::Ready(Some(Ok(Bytes::from(buf))))
+                }
+            };
+        }
         if this.pos >= this.end {
             return Poll::Ready(None);
         }
@@ -118,45 +137,18 @@ impl Stream for Body {
                 Poll::Ready(Some(Ok(chunk)))
             }
             Part::File { offset, .. } => {
-                let want_at = offset + within;
-                if this.file_pos != Some(want_at) {
-                    if !this.seeking {
-                        if let Err(e) =
-                            Pin::new(&mut this.file).start_seek(std::io::SeekFrom::Start(want_at))
-                        {
-                            return err(e);
-                        }
-                        this.seeking = true;
-                    }
-                    match Pin::new(&mut this.file).poll_complete(cx) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Err(e)) => return err(e),
-                        Poll::Ready(Ok(at)) => {
-                            this.seeking = false;
-                            this.file_pos = Some(at);
-                        }
-                    }
-                }
+                let at = offset + within;
                 let n = take_max.min(CHUNK as u64) as usize;
-                this.buf.resize(n, 0);
-                let mut rb = ReadBuf::new(&mut this.buf);
-                match Pin::new(&mut this.file).poll_read(cx, &mut rb) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(Err(e)) => err(e),
-                    Poll::Ready(Ok(())) => {
-                        let got = rb.filled().len();
-                        if got == 0 {
-                            // The file shrank under us: end the response (the connection closes).
-                            return err(std::io::Error::new(
-                                std::io::ErrorKind::UnexpectedEof,
-                                "the file ended early",
-                            ));
-                        }
-                        this.pos += got as u64;
-                        this.file_pos = Some(want_at + got as u64);
-                        Poll::Ready(Some(Ok(Bytes::copy_from_slice(&this.buf[..got]))))
-                    }
-                }
+                let file = this.file.clone();
+                this.reading = Some(tokio::task::spawn_blocking(move || {
+                    use std::os::unix::fs::FileExt;
+                    let mut buf = vec![0u8; n];
+                    let got = file.read_at(&mut buf, at)?;
+                    buf.truncate(got);
+                    Ok(buf)
+                }));
+                // Poll the read at once, so this task is woken when it is done.
+                self.poll_next(cx)
             }
         }
     }

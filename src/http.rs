@@ -313,17 +313,36 @@ fn id_param(req: &HttpRequest) -> Result<u64> {
         .map_err(|_| Error::bad_request(format!("{raw:?} is not a recording id")))
 }
 
-fn recording_json(r: &Recording) -> Value {
-    json!({
-        "id": r.id,
-        "stream_id": r.stream_id,
-        "start_time": time::rfc3339_us(r.start_ms * 1000),
-        "end_time": time::rfc3339_us(r.end_us()),
-        "duration_seconds": r.duration_us as f64 / 1e6,
-        "file_path": r.file_path(),
-        "file_size_bytes": r.file_size_bytes,
-        "retention_locked": r.retention_locked,
-    })
+/// A recording as SPEC §4 shapes it.
+#[derive(serde::Serialize)]
+struct RecordingJson<'a> {
+    id: u64,
+    stream_id: &'a str,
+    start_time: String,
+    end_time: String,
+    duration_seconds: f64,
+    file_path: String,
+    file_size_bytes: u64,
+    retention_locked: bool,
+}
+
+impl<'a> From<&'a Recording> for RecordingJson<'a> {
+    fn from(r: &'a Recording) -> Self {
+        RecordingJson {
+            id: r.id,
+            stream_id: &r.stream_id,
+            start_time: time::rfc3339_us(r.start_ms * 1000),
+            end_time: time::rfc3339_us(r.end_us()),
+            duration_seconds: r.duration_us as f64 / 1e6,
+            file_path: r.file_path(),
+            file_size_bytes: r.file_size_bytes,
+            retention_locked: r.retention_locked,
+        }
+    }
+}
+
+fn recording_json(r: &Recording) -> HttpResponse {
+    HttpResponse::Ok().json(&RecordingJson::from(r))
 }
 
 fn json_ok(v: &Value) -> HttpResponse {
@@ -390,10 +409,16 @@ async fn stream_recordings(st: State, req: HttpRequest) -> Result<HttpResponse> 
         return Err(Error::bad_request("start is after end"));
     }
     let store = st.store.clone();
-    let recs = blocking(move || store.overlapping(&id, start, end)).await?;
-    Ok(json_ok(&Value::Array(
-        recs.iter().map(recording_json).collect(),
-    )))
+    // Serialized on the blocking pool too: a day of recordings is a few dozen kilobytes.
+    let body = blocking(move || {
+        let recs = store.overlapping(&id, start, end)?;
+        let list: Vec<RecordingJson<'_>> = recs.iter().map(RecordingJson::from).collect();
+        serde_json::to_vec(&list).map_err(|e| Error::internal(format!("json: {e}")))
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 async fn stream_dates(st: State, req: HttpRequest) -> Result<HttpResponse> {
@@ -415,7 +440,7 @@ async fn recording(st: State, req: HttpRequest) -> Result<HttpResponse> {
     let id = id_param(&req)?;
     let store = st.store.clone();
     let rec = blocking(move || store.get(id)).await?;
-    Ok(json_ok(&recording_json(&rec)))
+    Ok(recording_json(&rec))
 }
 
 /// The request body, up to [`MAX_BODY`] bytes. A larger one is read on (up to a bound) and
@@ -471,7 +496,7 @@ async fn patch_recording(
         rec.file_path(),
         if locked { "locked" } else { "unlocked" }
     );
-    Ok(json_ok(&recording_json(&rec)))
+    Ok(recording_json(&rec))
 }
 
 /// A recording's lock lives in its file's mode (read-only = locked), so it survives a rebuild.

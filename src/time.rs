@@ -66,20 +66,84 @@ pub fn parse_segment_name(name: &str) -> Option<i64> {
     Some(Offset::UTC.to_timestamp(dt).ok()?.as_millisecond())
 }
 
+/// UTC calendar fields of `t_us`, for years 0 to 9999: (y, m, d, hh, mm, ss, µs).
+/// These two formatters run for every recording of every listing, so they do plain integer
+/// arithmetic (Hinnant's days-to-civil) instead of a general strftime; the tests hold them equal
+/// to jiff's.
+fn civil(t_us: i64) -> Option<(i64, i64, i64, i64, i64, i64, i64)> {
+    let secs = t_us.div_euclid(1_000_000);
+    let us = t_us.rem_euclid(1_000_000);
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (0..=9999)
+        .contains(&y)
+        .then_some((y, m, d, sod / 3600, sod / 60 % 60, sod % 60, us))
+}
+
+/// Appends `v` as `width` decimal digits.
+fn push_digits(s: &mut String, v: i64, width: u32) {
+    for i in (0..width).rev() {
+        s.push(char::from(b'0' + (v / 10i64.pow(i) % 10) as u8));
+    }
+}
+
+/// `YYYY-mm-dd{sep}HH{tsep}MM{tsep}SS`.
+fn push_datetime(s: &mut String, f: (i64, i64, i64, i64, i64, i64, i64), sep: char, tsep: char) {
+    let (y, m, d, hh, mm, ss, _) = f;
+    push_digits(s, y, 4);
+    s.push('-');
+    push_digits(s, m, 2);
+    s.push('-');
+    push_digits(s, d, 2);
+    s.push(sep);
+    push_digits(s, hh, 2);
+    s.push(tsep);
+    push_digits(s, mm, 2);
+    s.push(tsep);
+    push_digits(s, ss, 2);
+}
+
 /// The file name of a segment starting at `start_ms` (UTC, whole seconds).
 pub fn segment_name(start_ms: i64) -> String {
-    match Timestamp::from_millisecond(start_ms) {
-        Ok(ts) => format!("{}.mp4", ts.strftime("%Y-%m-%d_%H-%M-%S")),
-        Err(_) => format!("invalid-{start_ms}.mp4"),
+    match civil(start_ms.saturating_mul(1000)) {
+        Some(f) => {
+            let mut s = String::with_capacity(23);
+            push_datetime(&mut s, f, '_', '-');
+            s.push_str(".mp4");
+            s
+        }
+        None => format!("invalid-{start_ms}.mp4"),
     }
 }
 
 /// RFC 3339 UTC with as many fractional digits as needed (`2026-01-01T12:00:00.04Z`).
 pub fn rfc3339_us(t_us: i64) -> String {
-    match Timestamp::from_microsecond(t_us) {
-        Ok(ts) => ts.to_string(),
-        Err(_) => String::from("invalid"),
+    let Some(f) = civil(t_us) else {
+        return Timestamp::from_microsecond(t_us)
+            .map_or_else(|_| "invalid".into(), |t| t.to_string());
+    };
+    let mut s = String::with_capacity(27);
+    push_datetime(&mut s, f, 'T', ':');
+    let mut us = f.6;
+    if us != 0 {
+        let mut width = 6;
+        while us % 10 == 0 {
+            us /= 10;
+            width -= 1;
+        }
+        s.push('.');
+        push_digits(&mut s, us, width);
     }
+    s.push('Z');
+    s
 }
 
 /// A time in a query: RFC 3339 (`2026-01-01T12:00:00Z`, fractions allowed) or Unix seconds
@@ -115,6 +179,37 @@ mod tests {
         assert_eq!(ms, 1_767_268_800_000);
         assert_eq!(segment_name(ms), "2026-01-01_12-00-00.mp4");
         assert_eq!(rfc3339_us(ms * 1000 + 40_000), "2026-01-01T12:00:00.04Z");
+    }
+
+    #[test]
+    fn fast_formatting_agrees_with_jiff() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Years 1900 to 2200, and some round values.
+            let t_us = -2_208_988_800_000_000 + (x % 9_467_280_000_000_000) as i64;
+            let t_us = if i % 3 == 0 {
+                t_us / 1_000_000 * 1_000_000
+            } else {
+                t_us
+            };
+            let ts = Timestamp::from_microsecond(t_us).unwrap();
+            assert_eq!(rfc3339_us(t_us), ts.to_string(), "{t_us}");
+            let ms = t_us.div_euclid(1_000_000) * 1000;
+            let want = format!(
+                "{}.mp4",
+                Timestamp::from_millisecond(ms)
+                    .unwrap()
+                    .strftime("%Y-%m-%d_%H-%M-%S")
+            );
+            assert_eq!(segment_name(ms), want);
+            assert_eq!(parse_segment_name(&want), Some(ms));
+        }
+        assert_eq!(rfc3339_us(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_us(-1), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(rfc3339_us(951_782_400_000_000), "2000-02-29T00:00:00Z");
     }
 
     #[test]
