@@ -52,6 +52,33 @@ pub struct Shared {
     pub statuses: Statuses,
     pub deletions: [AtomicU64; 4],
     layouts: LayoutCache,
+    listings: ListingCache,
+}
+
+/// (stream, start, end, index generation) of a recordings listing.
+type ListingKey = (String, Option<i64>, Option<i64>, u64);
+
+/// The last few recordings listings, as sent. An entry is only ever found while the index is
+/// at the generation it was made from, so it is never stale.
+#[derive(Default)]
+struct ListingCache(std::sync::Mutex<Vec<(ListingKey, Bytes)>>);
+
+impl ListingCache {
+    const SIZE: usize = 32;
+
+    fn get(&self, key: &ListingKey) -> Option<Bytes> {
+        let c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        c.iter().find(|(k, _)| k == key).map(|(_, b)| b.clone())
+    }
+
+    fn insert(&self, key: ListingKey, body: Bytes) {
+        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        c.retain(|(k, _)| k.3 == key.3 && *k != key);
+        if c.len() >= Self::SIZE {
+            c.remove(0);
+        }
+        c.push((key, body));
+    }
 }
 
 type LayoutKey = (u64, u64, Option<std::time::SystemTime>);
@@ -93,6 +120,7 @@ impl Shared {
             statuses,
             deletions: Default::default(),
             layouts: LayoutCache::default(),
+            listings: ListingCache::default(),
         }
     }
 
@@ -408,6 +436,13 @@ async fn stream_recordings(st: State, req: HttpRequest) -> Result<HttpResponse> 
     {
         return Err(Error::bad_request("start is after end"));
     }
+    // The UI asks for the same day again and again; the answer only changes with the index.
+    let key = (id.clone(), start, end, st.store.generation());
+    if let Some(body) = st.listings.get(&key) {
+        return Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body(body));
+    }
     let store = st.store.clone();
     // Serialized on the blocking pool too: a day of recordings is a few dozen kilobytes.
     let body = blocking(move || {
@@ -416,6 +451,8 @@ async fn stream_recordings(st: State, req: HttpRequest) -> Result<HttpResponse> 
         serde_json::to_vec(&list).map_err(|e| Error::internal(format!("json: {e}")))
     })
     .await?;
+    let body = Bytes::from(body);
+    st.listings.insert(key, body.clone());
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))

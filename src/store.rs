@@ -170,6 +170,8 @@ pub enum Change {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    /// Bumped by every committed change, so readers can cache answers until it moves.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -223,6 +225,7 @@ impl Store {
         Ok(Store {
             db,
             path: path.to_owned(),
+            generation: Default::default(),
         })
     }
 
@@ -288,7 +291,18 @@ impl Store {
             meta.insert(KEY_NEXT_ID, next_id)?;
         }
         tx.commit()?;
+        self.changed();
         Ok(stored)
+    }
+
+    fn changed(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Changes with every committed change to the index.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn get(&self, id: u64) -> Result<Recording> {
@@ -412,6 +426,7 @@ impl Store {
             rec
         };
         tx.commit()?;
+        self.changed();
         Ok(rec)
     }
 

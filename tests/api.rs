@@ -412,6 +412,17 @@ fn lock_blocks_delete_and_delete_removes_file_and_record() {
         "the lock is the file's mode"
     );
     assert_eq!(f.get(&url).json()["retention_locked"], true);
+    // The listing (asked for before, so possibly cached) shows the change too.
+    let listed = f.get("/api/streams/front/recordings").json();
+    assert_eq!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()["retention_locked"],
+        true
+    );
     assert_error(&http(&f.addr, "DELETE", &url, &[], b""), 409);
     assert!(file.exists());
 
