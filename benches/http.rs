@@ -11,7 +11,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Daemon, Signal, TempDir, camera_args, record_segments, run, wait_for, write_config};
+use common::{Daemon, Signal, TempDir, record_segments, wait_for, write_config};
 use wallflower_nvr::time::{parse_segment_name, segment_name};
 
 fn wrk(connections: u32, seconds: u32, url: &str) -> String {
@@ -69,23 +69,7 @@ fn main() {
 
     // A big segment: a few seconds of lossless noise, about 200 MB.
     let big = dir.path().join("big.mp4");
-    let mut args = camera_args(10.0, false);
-    if let Some(i) = args.iter().position(|a| a.starts_with("testsrc=")) {
-        args[i] = "testsrc=size=1280x720:rate=25:duration=8".into();
-    }
-    args.extend(
-        [
-            "-vf",
-            "noise=alls=100:allf=t",
-            "-qp",
-            "0",
-            "-movflags",
-            "+frag_keyframe+empty_moov+default_base_moof",
-        ]
-        .map(String::from),
-    );
-    args.push(big.to_string_lossy().into_owned());
-    run(Command::new("ffmpeg").args(&args));
+    common::noise_segment(&big, "1280x720", 8.0);
     std::fs::create_dir_all(root.join("big")).unwrap();
     let big_name = "2026-01-02_00-00-00.mp4";
     std::fs::rename(&big, root.join("big").join(big_name)).unwrap();

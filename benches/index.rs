@@ -33,12 +33,6 @@ fn time_probe(path: &Path, n: usize) -> Duration {
     )
 }
 
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -120,8 +114,8 @@ fn main() {
         println!(
             "backfill of 20,000 files ({run}): {:.0} ms from spawn to indexed; daemon RSS {} KiB (peak {} KiB)",
             elapsed.as_secs_f64() * 1e3,
-            rss_kib(pid, "VmRSS:"),
-            rss_kib(pid, "VmHWM:")
+            common::proc_status_kib(pid, "VmRSS:"),
+            common::proc_status_kib(pid, "VmHWM:")
         );
         println!("  {}", line.split("] ").nth(1).unwrap_or(&line));
         d.signal(Signal::SIGTERM);

@@ -17,16 +17,7 @@ fn sample(pid: u32) -> (u64, u64) {
     let f: Vec<&str> = rest.split_whitespace().collect();
     // Fields after the comm: state is [0], utime [11], stime [12].
     let ticks = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let rss = common::proc_status_kib(pid, "VmRSS:");
     (ticks, rss)
 }
 

@@ -168,16 +168,7 @@ pub fn fragments(path: &Path) -> Result<Option<Fragments>> {
     if len == 0 {
         return Err(Error::corrupt("empty file"));
     }
-    let mut p = Prober {
-        r: &mut f,
-        len,
-        tracks: Vec::new(),
-        fragmented: false,
-        truncated: false,
-        moov: false,
-        movie_us: None,
-        collect: Some(Vec::new()),
-    };
+    let mut p = Prober::new(&mut f, len, true);
     let end = p.walk(0, None)?;
     let collected = p.collect.take().unwrap_or_default();
     if !p.fragmented || collected.is_empty() {
@@ -217,16 +208,7 @@ pub fn probe<R: Read + Seek>(r: &mut R, len: u64) -> Result<Probe> {
     if len == 0 {
         return Err(Error::corrupt("empty file"));
     }
-    let mut p = Prober {
-        r,
-        len,
-        tracks: Vec::new(),
-        fragmented: false,
-        truncated: false,
-        moov: false,
-        movie_us: None,
-        collect: None,
-    };
+    let mut p = Prober::new(r, len, false);
     if !p.probe_with_mfra()? {
         p.tracks.clear();
         p.fragmented = false;
@@ -259,7 +241,20 @@ struct Prober<'r, R> {
     collect: Option<Vec<(u64, u64, Vec<u64>)>>,
 }
 
-impl<R: Read + Seek> Prober<'_, R> {
+impl<'r, R: Read + Seek> Prober<'r, R> {
+    fn new(r: &'r mut R, len: u64, collect: bool) -> Self {
+        Prober {
+            r,
+            len,
+            tracks: Vec::new(),
+            fragmented: false,
+            truncated: false,
+            moov: false,
+            movie_us: None,
+            collect: collect.then(Vec::new),
+        }
+    }
+
     fn read_at(&mut self, at: u64, buf: &mut [u8]) -> Result<()> {
         self.r.seek(SeekFrom::Start(at))?;
         self.r.read_exact(buf)?;

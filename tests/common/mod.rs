@@ -751,3 +751,26 @@ fn base64_decode(s: &str) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A fragmented segment of lossless noise: `seconds` at `size` make it large (several
+/// megabytes a second), for tests and benchmarks that need a big file.
+pub fn noise_segment(out: &Path, size: &str, seconds: f64) {
+    let mut args = camera_args(seconds, false);
+    if let Some(i) = args.iter().position(|a| a.starts_with("testsrc=")) {
+        args[i] = format!("testsrc=size={size}:rate=25:duration={seconds}");
+    }
+    args.extend(
+        "-vf noise=alls=100:allf=t -qp 0 -movflags +frag_keyframe+empty_moov+default_base_moof"
+            .split(' ')
+            .map(String::from),
+    );
+    args.push(out.to_string_lossy().into_owned());
+    run(Command::new("ffmpeg").args(&args));
+}
+
+/// A `/proc/PID/status` field in KiB (`VmRSS:`, `VmHWM:`).
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
