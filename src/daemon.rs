@@ -17,8 +17,10 @@ use crate::config::{Config, Stream};
 use crate::error::{Error, Result};
 use crate::http;
 use crate::indexer;
-use crate::recorder::{Recorder, StreamSpec};
+use crate::recorder::{self, Recorder, StreamSpec};
+use crate::retention;
 use crate::store::Store;
+use crate::time::SystemClock;
 
 /// Where recordings come from: the config's streams, or the demo's synthetic camera.
 pub enum Mode {
@@ -83,13 +85,31 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
             r.files
         ))]);
     })?;
-    let (specs, disabled) = recorder_input(&config, &mode);
-    let recorder = Recorder::spawn(specs, disabled)?;
+    let counters = Arc::new(retention::Counters::default());
+    let statuses = recorder::Statuses::default();
     let shared = Arc::new(http::Shared::new(
         store.clone(),
         config.clone(),
-        recorder.statuses.clone(),
+        statuses.clone(),
+        counters.clone(),
     ));
+    let current = shared.clone();
+    let retention = retention::spawn(
+        store.clone(),
+        Arc::new(move || current.config()),
+        counters,
+        Arc::new(SystemClock),
+    )?;
+    let nudge = retention.nudger();
+    let (specs, disabled) = recorder_input(&config, &mode);
+    let recorder = Recorder::spawn(
+        specs,
+        disabled,
+        statuses,
+        Arc::new(move || {
+            let _ = nudge.try_send(());
+        }),
+    )?;
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4);
@@ -139,6 +159,7 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
     });
     server.stop();
     recorder.stop();
+    retention.stop();
     // The indexer reads the close events of the last segments before it stops.
     indexer.stop();
     log::info!("stopped");

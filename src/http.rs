@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::UNIX_EPOCH;
 
@@ -28,29 +28,19 @@ use crate::error::{Error, Kind, Result};
 use crate::mp4;
 use crate::range::{self, Ranged};
 use crate::recorder::Statuses;
+use crate::retention;
 use crate::store::{Recording, Store};
 use crate::time;
 
 /// The largest request body accepted (a PATCH is a few bytes).
 const MAX_BODY: usize = 4096;
 
-/// Why recordings were deleted, as counted in `/metrics`.
-#[derive(Debug, Clone, Copy)]
-pub enum DeleteReason {
-    Age = 0,
-    DiskPressure = 1,
-    Orphan = 2,
-    Manual = 3,
-}
-
-const REASONS: [&str; 4] = ["age", "disk_pressure", "orphan", "manual"];
-
 /// What the HTTP handlers share with the rest of the daemon.
 pub struct Shared {
     pub store: Arc<Store>,
     pub config: RwLock<Arc<Config>>,
     pub statuses: Statuses,
-    pub deletions: [AtomicU64; 4],
+    pub counters: Arc<retention::Counters>,
     layouts: LayoutCache,
     listings: ListingCache,
 }
@@ -113,12 +103,17 @@ impl LayoutCache {
 }
 
 impl Shared {
-    pub fn new(store: Arc<Store>, config: Config, statuses: Statuses) -> Shared {
+    pub fn new(
+        store: Arc<Store>,
+        config: Config,
+        statuses: Statuses,
+        counters: Arc<retention::Counters>,
+    ) -> Shared {
         Shared {
             store,
             config: RwLock::new(Arc::new(config)),
             statuses,
-            deletions: Default::default(),
+            counters,
             layouts: LayoutCache::default(),
             listings: ListingCache::default(),
         }
@@ -133,10 +128,6 @@ impl Shared {
 
     pub fn set_config(&self, c: Config) {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(c);
-    }
-
-    pub fn count_deletion(&self, why: DeleteReason) {
-        self.deletions[why as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     fn recordings_dir(&self) -> PathBuf {
@@ -549,31 +540,24 @@ fn set_file_locked(path: &std::path::Path, locked: bool) -> Result<()> {
 
 async fn delete_recording(st: State, req: HttpRequest) -> Result<HttpResponse> {
     let id = id_param(&req)?;
-    let (store, dir) = (st.store.clone(), st.recordings_dir());
-    let rec = blocking(move || {
-        let rec = store.get(id)?;
+    let (shared, dir) = (st.get_ref().clone(), st.recordings_dir());
+    blocking(move || {
+        let rec = shared.store.get(id)?;
         if rec.retention_locked {
             return Err(Error::new(
                 Kind::Conflict,
                 format!("recording {id} is locked; unlock it first"),
             ));
         }
-        // The file first: a crash in between leaves a record without a file, which the next
-        // backfill drops.
-        match std::fs::remove_file(dir.join(rec.file_path())) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::from(e).context(rec.file_path())),
-        }
-        store.apply(&[crate::store::Change::Remove {
-            stream_id: rec.stream_id.clone(),
-            start_ms: rec.start_ms,
-        }])?;
-        Ok(rec)
+        retention::delete(
+            &shared.store,
+            &dir,
+            &rec,
+            retention::Reason::Manual,
+            &shared.counters,
+        )
     })
     .await?;
-    st.count_deletion(DeleteReason::Manual);
-    log::info!("deleted recording {id} ({}): manual", rec.file_path());
     Ok(json_ok(&json!({"status": "deleted", "id": id})))
 }
 
@@ -720,6 +704,12 @@ fn health_report(st: &Shared) -> Result<HealthReport> {
             ));
         }
     }
+    if st.counters.short_with_only_locked.load(Ordering::Relaxed) {
+        problems.push(format!(
+            "disk: below the target of {}% free and only locked recordings are left; unlock or delete some",
+            config.retention.target_free_percent
+        ));
+    }
     let recordings = st.store.count()?;
     let unindexable = st.store.unindexable_count()?;
     if unindexable > 0 {
@@ -807,13 +797,15 @@ async fn metrics(st: State) -> Result<HttpResponse> {
             "wallflower_retention_deletions_total",
             "counter",
             "Recordings deleted since the daemon started, by reason.",
-            REASONS
+            retention::REASONS
                 .iter()
                 .enumerate()
                 .map(|(i, r)| {
                     (
                         label("reason", r),
-                        shared.deletions[i].load(Ordering::Relaxed).to_string(),
+                        shared.counters.deletions[i]
+                            .load(Ordering::Relaxed)
+                            .to_string(),
                     )
                 })
                 .collect(),

@@ -12,6 +12,7 @@ pub mod logging;
 pub mod mp4;
 pub mod range;
 pub mod recorder;
+pub mod retention;
 pub mod store;
 pub mod time;
 pub mod ui;

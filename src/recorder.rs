@@ -118,6 +118,9 @@ pub struct Status {
     pub last_segment_ms: Option<i64>,
 }
 
+/// Told that recordings grew (retention checks the disk then).
+pub type OnGrowth = Arc<dyn Fn() + Send + Sync>;
+
 /// Every stream's recorder status, by stream id; read by the API.
 pub type Statuses = Arc<Mutex<BTreeMap<String, Status>>>;
 
@@ -242,8 +245,13 @@ pub struct Recorder {
 
 impl Recorder {
     /// Starts the recorder thread recording `specs`; `disabled` streams are only listed.
-    pub fn spawn(specs: Vec<StreamSpec>, disabled: Vec<String>) -> Result<Recorder> {
-        let statuses: Statuses = Arc::default();
+    /// `on_growth` is called (at most every couple of seconds per stream) while files grow.
+    pub fn spawn(
+        specs: Vec<StreamSpec>,
+        disabled: Vec<String>,
+        statuses: Statuses,
+        on_growth: OnGrowth,
+    ) -> Result<Recorder> {
         let (tx, rx) = mpsc::unbounded_channel();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -252,7 +260,7 @@ impl Recorder {
         let st = statuses.clone();
         let thread = std::thread::Builder::new()
             .name("recorder".into())
-            .spawn(move || rt.block_on(run(rx, st)))
+            .spawn(move || rt.block_on(run(rx, st, on_growth)))
             .map_err(|e| Error::internal(format!("recorder thread: {e}")))?;
         let r = Recorder {
             tx,
@@ -294,7 +302,7 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<Command_>, statuses: Statuses) {
+async fn run(mut rx: mpsc::UnboundedReceiver<Command_>, statuses: Statuses, on_growth: OnGrowth) {
     let mut running: HashMap<String, Running> = HashMap::new();
     while let Some(cmd) = rx.recv().await {
         let (specs, disabled) = match cmd {
@@ -337,7 +345,12 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Command_>, statuses: Statuses) {
                 continue;
             }
             let (stop_tx, stop_rx) = watch::channel(false);
-            let task = tokio::spawn(supervise(spec.clone(), statuses.clone(), stop_rx));
+            let task = tokio::spawn(supervise(
+                spec.clone(),
+                statuses.clone(),
+                stop_rx,
+                on_growth.clone(),
+            ));
             running.insert(
                 spec.id.clone(),
                 Running {
@@ -363,7 +376,12 @@ enum Outcome {
 }
 
 /// Keeps one stream recording until told to stop.
-async fn supervise(spec: StreamSpec, statuses: Statuses, mut stop: watch::Receiver<bool>) {
+async fn supervise(
+    spec: StreamSpec,
+    statuses: Statuses,
+    mut stop: watch::Receiver<bool>,
+    on_growth: OnGrowth,
+) {
     let id = spec.id.clone();
     let newest = newest_segment(&spec.dir);
     update(&statuses, &id, |s| {
@@ -379,7 +397,7 @@ async fn supervise(spec: StreamSpec, statuses: Statuses, mut stop: watch::Receiv
     loop {
         let started = Instant::now();
         update(&statuses, &id, |s| s.state = State::Starting);
-        let outcome = match record_once(&spec, &statuses, &mut stop, &transcode).await {
+        let outcome = match record_once(&spec, &statuses, &mut stop, &transcode, &on_growth).await {
             Ok(o) => o,
             Err(e) => Outcome::Exited(e.to_string()),
         };
@@ -471,6 +489,7 @@ async fn record_once(
     statuses: &Statuses,
     stop: &mut watch::Receiver<bool>,
     transcode: &Arc<AtomicBool>,
+    on_growth: &OnGrowth,
 ) -> Result<Outcome> {
     if *stop.borrow() {
         return Ok(Outcome::Stopped);
@@ -526,6 +545,7 @@ async fn record_once(
             _ = sleep_until(next_check) => {
                 let (grew, newest) = drain_growth(&mut growth, &mut buf);
                 if grew {
+                    on_growth();
                     last_growth = Instant::now();
                     update(statuses, &spec.id, |s| {
                         s.state = State::Recording;

@@ -49,7 +49,7 @@ fn fixture(tag: &str) -> Fixture {
     std::fs::copy(srcs[0], rec.join("back").join(segment_name(t0))).unwrap();
     let cfg = write_config(
         dir.path(),
-        "[[streams]]\nid = \"front\"\nname = \"Front door\"\nenabled = false\nretention_days = 14\n\
+        "[[streams]]\nid = \"front\"\nname = \"Front door\"\nenabled = false\nretention_days = 0\n\
          [[streams]]\nid = \"back\"\nenabled = false\nsegment_seconds = 600\n",
     );
     let mut daemon = Daemon::start(&cfg);
@@ -93,7 +93,7 @@ fn streams_recordings_and_dates() {
     assert_eq!(front["id"], "front");
     assert_eq!(front["name"], "Front door");
     assert_eq!(front["enabled"], false);
-    assert_eq!(front["retention_days"], 14);
+    assert_eq!(front["retention_days"], 0);
     assert_eq!(front["segment_seconds"], 900);
     assert_eq!(front["recorder"]["state"], "disabled");
     assert_eq!(front["recorder"]["restarts"], 0);

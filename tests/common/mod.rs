@@ -327,9 +327,16 @@ impl Drop for Daemon {
 }
 
 /// A config file for the daemon that keeps everything inside `dir`.
+/// Age retention is off (`default_days = 0`): test footage is dated in the past on purpose.
 pub fn write_config(dir: &Path, streams: &str) -> PathBuf {
+    write_config_with(dir, "default_days = 0\n", streams)
+}
+
+/// A config file with the given `[retention]` keys.
+pub fn write_config_with(dir: &Path, retention: &str, streams: &str) -> PathBuf {
     let text = format!(
-        "[storage]\nrecordings_dir = \"{}\"\nindex_path = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n{streams}",
+        "[storage]\nrecordings_dir = \"{}\"\nindex_path = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [retention]\n{retention}{streams}",
         dir.join("recordings").display(),
         dir.join("index.redb").display()
     );
