@@ -187,3 +187,76 @@ fn disk_pressure_deletes_the_oldest_unlocked_recordings_while_recording_goes_on(
     d.signal(Signal::SIGTERM);
     assert!(d.wait(Duration::from_secs(30)).success());
 }
+
+/// Age and orphans, driven by a simulated clock over a real index and real files.
+#[test]
+fn age_and_orphans_follow_a_simulated_clock() {
+    use wallflower_nvr::config::Config;
+    use wallflower_nvr::retention::{Counters, pass};
+    use wallflower_nvr::store::Store;
+
+    let dir = TempDir::new("age");
+    let rec_dir = dir.path().join("recordings");
+    let seg = common::corpus()
+        .iter()
+        .find(|f| f.file_name().unwrap().to_str().unwrap().starts_with("20"))
+        .unwrap();
+    let day = 86_400_000i64;
+    let t0 = wallflower_nvr::time::parse_segment_name("2026-06-01_00-00-00.mp4").unwrap();
+    for (stream, n) in [("cam", 4i64), ("gone", 3)] {
+        std::fs::create_dir_all(rec_dir.join(stream)).unwrap();
+        for i in 0..n {
+            std::fs::copy(seg, rec_dir.join(stream).join(segment_name(t0 + i * day))).unwrap();
+        }
+    }
+    let junk = rec_dir.join("cam").join("2026-06-02_12-00-00.mp4");
+    std::fs::write(&junk, b"not a video").unwrap();
+    let store = Store::open(&dir.path().join("index.redb")).unwrap();
+    wallflower_nvr::indexer::backfill(&store, &rec_dir).unwrap();
+    assert_eq!(store.count().unwrap(), 7);
+    assert_eq!(store.unindexable_count().unwrap(), 1);
+
+    let text = format!(
+        "[storage]\nrecordings_dir = \"{}\"\n[retention]\ndefault_days = 1\n[[streams]]\nid = \"cam\"\nretention_days = 2\n",
+        rec_dir.display()
+    );
+    let config = Config::parse(&text, Path::new("c.toml")).unwrap();
+    let counters = Counters::default();
+    let junk_mtime_ms = SystemClock.now_ms();
+
+    // Noon of day 2 of the footage: cam keeps 2 days, `gone` (not in the config) keeps the
+    // default 1 day but never loses its newest; the junk file is younger than a day.
+    pass(&store, &config, &counters, t0 + 2 * day + day / 2, true).unwrap();
+    let left = |s: &str| {
+        store
+            .stream_recordings(s)
+            .unwrap()
+            .iter()
+            .map(|r| (r.start_ms - t0) / day)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        left("cam"),
+        [1, 2, 3],
+        "cam's day-0 recording ended 2.5 days ago"
+    );
+    assert_eq!(left("gone"), [2], "gone's days 0 and 1 went by the default");
+    assert!(
+        !rec_dir.join("cam").join(segment_name(t0)).exists(),
+        "the file goes with its record"
+    );
+    assert!(junk.exists());
+
+    // A day after the junk file was written, it is an orphan; the newest of each stream stays.
+    pass(&store, &config, &counters, junk_mtime_ms + day + 1, true).unwrap();
+    assert!(!junk.exists());
+    assert_eq!(store.unindexable_count().unwrap(), 0);
+    assert_eq!(left("cam"), [3]);
+    assert_eq!(left("gone"), [2]);
+    let counts: Vec<u64> = counters
+        .deletions
+        .iter()
+        .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        .collect();
+    assert_eq!(counts, [5, 0, 1, 0], "age, disk_pressure, orphan, manual");
+}
