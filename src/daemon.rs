@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use inotify::{Inotify, WatchMask};
 use nix::sys::signal::{SigSet, Signal, kill};
@@ -21,6 +23,7 @@ use crate::recorder::{self, Recorder, StreamSpec};
 use crate::retention;
 use crate::store::Store;
 use crate::time::SystemClock;
+use crate::watchdog::{self, Heartbeat};
 
 /// Where recordings come from: the config's streams, or the demo's synthetic camera.
 pub enum Mode {
@@ -79,12 +82,18 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
         .map_err(|e| Error::internal(format!("sigprocmask: {e}")))?;
 
     let store = Arc::new(Store::open(&config.storage.index_path)?);
-    let indexer = indexer::spawn(store.clone(), config.storage.recordings_dir.clone(), |r| {
-        notify(&[sd_notify::NotifyState::Status(&format!(
-            "indexed {} files",
-            r.files
-        ))]);
-    })?;
+    let beats = ["indexer", "retention", "recorder"].map(Heartbeat::new);
+    let backfilled = Arc::new(AtomicBool::new(false));
+    let done = backfilled.clone();
+    notify(&[sd_notify::NotifyState::Status(
+        "indexing the recordings on disk…",
+    )]);
+    let indexer = indexer::spawn(
+        store.clone(),
+        config.storage.recordings_dir.clone(),
+        move |_| done.store(true, Ordering::Relaxed),
+        beats[0].clone(),
+    )?;
     let counters = Arc::new(retention::Counters::default());
     let statuses = recorder::Statuses::default();
     let shared = Arc::new(http::Shared::new(
@@ -99,6 +108,7 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
         Arc::new(move || current.config()),
         counters,
         Arc::new(SystemClock),
+        beats[1].clone(),
     )?;
     let nudge = retention.nudger();
     let (specs, disabled) = recorder_input(&config, &mode);
@@ -109,6 +119,7 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
         Arc::new(move || {
             let _ = nudge.try_send(());
         }),
+        beats[2].clone(),
     )?;
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -117,6 +128,14 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
     if let Mode::Config(path) = &mode {
         watch_config(path)?;
     }
+    let stop_watchdog = Arc::new(AtomicBool::new(false));
+    let status_of = shared.clone();
+    watchdog::spawn(
+        beats.to_vec(),
+        server.addr,
+        move || status_line(&status_of, backfilled.load(Ordering::Relaxed)),
+        stop_watchdog.clone(),
+    );
     notify(&[sd_notify::NotifyState::Ready]);
     log::info!("running: {}", config.summary());
 
@@ -150,7 +169,13 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
             }
         }
     }
-    notify(&[sd_notify::NotifyState::Stopping]);
+    stop_watchdog.store(true, Ordering::Relaxed);
+    // ffmpeg gets its grace period to finish each file, and the indexer a little more.
+    let extend = (recorder::STOP_GRACE + Duration::from_secs(15)).as_micros() as u32;
+    notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::ExtendTimeoutUsec(extend),
+    ]);
     std::thread::spawn(|| {
         if let Ok(sig) = signals().wait() {
             log::warn!("{sig} again: exiting at once");
@@ -164,6 +189,27 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
     indexer.stop();
     log::info!("stopped");
     Ok(0)
+}
+
+/// The one line `systemctl status` shows, e.g.
+/// "recording 4/4 streams · 1234 segments · 62% disk free".
+fn status_line(shared: &http::Shared, backfilled: bool) -> String {
+    let config = shared.config();
+    let enabled = config.streams.iter().filter(|s| s.enabled).count();
+    let recording = shared
+        .statuses
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .filter(|s| s.state == recorder::State::Recording)
+        .count();
+    let segments = shared.store.count().unwrap_or(0);
+    let disk = crate::disk::usage(&config.storage.recordings_dir).map_or_else(
+        |_| "disk unknown".to_string(),
+        |d| format!("{:.0}% disk free", d.free_percent()),
+    );
+    let indexing = if backfilled { "" } else { " (indexing…)" };
+    format!("recording {recording}/{enabled} streams · {segments} segments{indexing} · {disk}")
 }
 
 /// Watches the config file's folder and turns a save (written and closed, or renamed into

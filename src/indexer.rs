@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::mp4;
 use crate::store::{Change, Recording, Store, Unindexable};
 use crate::time;
+use crate::watchdog::{self, Heartbeat};
 
 /// How many changes go into one index transaction during a backfill.
 const BATCH: usize = 2048;
@@ -266,6 +267,7 @@ pub fn spawn(
     store: Arc<Store>,
     root: PathBuf,
     ready: impl FnOnce(&BackfillReport) + Send + 'static,
+    beat: Heartbeat,
 ) -> Result<Stopper> {
     std::fs::create_dir_all(&root)
         .map_err(|e| Error::from(e).context(format!("creating {}", root.display())))?;
@@ -289,7 +291,7 @@ pub fn spawn(
                 }
                 Err(e) => log::error!("backfill: {e}"),
             }
-            if let Err(e) = w.run(&rx) {
+            if let Err(e) = w.run(&rx, &beat) {
                 log::error!("indexer stopped: {e}");
             }
         })
@@ -352,14 +354,17 @@ impl Watcher {
         }
     }
 
-    fn run(&mut self, stop: &OwnedFd) -> Result<()> {
+    fn run(&mut self, stop: &OwnedFd, beat: &Heartbeat) -> Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
+        let beat_ms = PollTimeout::try_from(watchdog::BEAT).unwrap_or(PollTimeout::MAX);
         loop {
+            beat.beat();
+            watchdog::hang_if_faulted("indexer");
             let mut fds = [
                 PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN),
                 PollFd::new(stop.as_fd(), PollFlags::POLLIN),
             ];
-            match poll(&mut fds, PollTimeout::NONE) {
+            match poll(&mut fds, beat_ms) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(Error::internal(format!("poll: {e}"))),

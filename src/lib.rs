@@ -16,3 +16,4 @@ pub mod retention;
 pub mod store;
 pub mod time;
 pub mod ui;
+pub mod watchdog;

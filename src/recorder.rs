@@ -32,9 +32,10 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use crate::config::{AudioMode, Config};
 use crate::error::{Error, Result};
 use crate::time;
+use crate::watchdog::{self, Heartbeat};
 
 /// How long ffmpeg gets to finish its file after SIGINT.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// The same for a stalled ffmpeg, which is usually stuck in a read that SIGINT cannot end.
 const STALL_GRACE: Duration = Duration::from_secs(2);
 /// During a backoff, how often an unreachable source is checked with a TCP connect.
@@ -251,6 +252,7 @@ impl Recorder {
         disabled: Vec<String>,
         statuses: Statuses,
         on_growth: OnGrowth,
+        beat: Heartbeat,
     ) -> Result<Recorder> {
         let (tx, rx) = mpsc::unbounded_channel();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -260,7 +262,19 @@ impl Recorder {
         let st = statuses.clone();
         let thread = std::thread::Builder::new()
             .name("recorder".into())
-            .spawn(move || rt.block_on(run(rx, st, on_growth)))
+            .spawn(move || {
+                rt.block_on(async move {
+                    // The supervisor's heartbeat: it stops if this runtime thread hangs.
+                    tokio::spawn(async move {
+                        loop {
+                            beat.beat();
+                            watchdog::hang_if_faulted("recorder");
+                            sleep(watchdog::BEAT).await;
+                        }
+                    });
+                    run(rx, st, on_growth).await
+                })
+            })
             .map_err(|e| Error::internal(format!("recorder thread: {e}")))?;
         let r = Recorder {
             tx,
@@ -608,6 +622,9 @@ fn spawn_ffmpeg(spec: &StreamSpec, transcode_audio: bool) -> Result<Child> {
     let mut cmd = std::process::Command::new(&spec.ffmpeg);
     cmd.args(ffmpeg_args(spec, transcode_audio))
         .env("TZ", "UTC")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

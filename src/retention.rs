@@ -23,6 +23,7 @@ use crate::disk;
 use crate::error::{Error, Result};
 use crate::store::{Change, Recording, Store};
 use crate::time::Clock;
+use crate::watchdog::{self, Heartbeat};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -154,13 +155,14 @@ pub fn spawn(
     config: Arc<dyn Fn() -> Arc<Config> + Send + Sync>,
     counters: Arc<Counters>,
     clock: Arc<dyn Clock>,
+    beat: Heartbeat,
 ) -> Result<Retention> {
     let (nudge, rx) = std::sync::mpsc::sync_channel(1);
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = stop.clone();
     let thread = std::thread::Builder::new()
         .name("retention".into())
-        .spawn(move || run(&store, &*config, &counters, &*clock, &rx, &stopping))
+        .spawn(move || run(&store, &*config, &counters, &*clock, &rx, &stopping, &beat))
         .map_err(|e| Error::internal(format!("retention thread: {e}")))?;
     Ok(Retention {
         nudge,
@@ -176,9 +178,12 @@ fn run(
     clock: &dyn Clock,
     rx: &Receiver<()>,
     stop: &AtomicBool,
+    beat: &Heartbeat,
 ) {
     let mut next_full = clock.monotonic();
     loop {
+        beat.beat();
+        watchdog::hang_if_faulted("retention");
         let c = config();
         let now = clock.monotonic();
         let full = now >= next_full;
@@ -188,7 +193,9 @@ fn run(
         if let Err(e) = pass(store, &c, counters, clock.now_ms(), full) {
             log::error!("retention: {e}");
         }
-        let wait = next_full.saturating_duration_since(clock.monotonic());
+        let wait = next_full
+            .saturating_duration_since(clock.monotonic())
+            .min(watchdog::BEAT);
         match rx.recv_timeout(wait) {
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,

@@ -151,9 +151,13 @@ fn inotify_indexes_closed_files_new_folders_renames_and_deletions() {
     let root = dir.path().join("recordings");
     let store = Arc::new(Store::open(&dir.path().join("index.redb")).unwrap());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let stopper = indexer::spawn(store.clone(), root.clone(), move |r| {
-        ready_tx.send(r.clone()).unwrap()
-    })
+    let beat = wallflower_nvr::watchdog::Heartbeat::new("indexer");
+    let stopper = indexer::spawn(
+        store.clone(),
+        root.clone(),
+        move |r| ready_tx.send(r.clone()).unwrap(),
+        beat,
+    )
     .unwrap();
     let first = ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(first.files, 0);
