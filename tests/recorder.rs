@@ -346,3 +346,46 @@ fn a_config_edit_adds_and_disables_streams_while_a_third_records_on_without_a_ga
         "steady recorded on without a gap, but has one of {gap} s"
     );
 }
+
+#[test]
+fn audio_that_mp4_cannot_carry_is_converted_to_aac_in_auto_mode() {
+    let server = RtspServer::start(&["door-pcma"]);
+    let dir = TempDir::new("recpcma");
+    let cfg = write_config(dir.path(), &streams_toml(&server, &[("door-pcma", true)]));
+    let mut d = Daemon::start(&cfg);
+    assert!(
+        d.wait_log(
+            "codec not currently supported in container",
+            Duration::from_secs(20)
+        )
+        .is_some(),
+        "copying A-law into MP4 fails first"
+    );
+    assert!(wait_for(Duration::from_secs(30), || files(
+        dir.path(),
+        "door-pcma"
+    )
+    .len()
+        >= 3));
+    let args = ffmpeg_children(d.pid())
+        .first()
+        .map(|pid| {
+            String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap())
+                .replace('\0', " ")
+        })
+        .unwrap();
+    assert!(
+        args.contains("-c:v copy") && args.contains("-c:a aac"),
+        "{args}"
+    );
+    stop(d);
+    let idx = assert_index_equals_disk(dir.path(), &["door-pcma"]);
+    for r in &idx["door-pcma"] {
+        assert_eq!(r.audio_codec.as_deref(), Some("aac"), "{r:?}");
+        assert_eq!(
+            r.video_codec.as_deref(),
+            Some("h264"),
+            "video is still copied"
+        );
+    }
+}

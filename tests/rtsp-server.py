@@ -3,7 +3,8 @@
 
 Usage: rtsp-server.py PORT MOUNT [MOUNT...]
 Serves rtsp://127.0.0.1:PORT/MOUNT for each mount: a moving test pattern (H.264, 1 s GOP at
-15 fps) and a tone (AAC). Prints "ready" on stdout once it listens. Run it with /usr/bin/python3:
+15 fps) and a tone: AAC, or G.711 A-law (which MP4 cannot carry) on mounts whose name ends in
+"pcma". Prints "ready" on stdout once it listens. Run it with /usr/bin/python3:
 another python on PATH may lack the `gi` bindings.
 """
 import sys
@@ -14,12 +15,18 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
-PIPELINE = (
-    "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 "
+VIDEO = (
+    "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 "
     "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bitrate=300 "
     "! rtph264pay name=pay0 pt=96 config-interval=1 "
+)
+AAC = (
     "audiotestsrc is-live=true wave=sine freq=440 ! audio/x-raw,rate=48000,channels=1 "
-    "! voaacenc bitrate=32000 ! rtpmp4apay name=pay1 pt=97 )"
+    "! voaacenc bitrate=32000 ! rtpmp4apay name=pay1 pt=97"
+)
+PCMA = (
+    "audiotestsrc is-live=true wave=sine freq=440 ! audio/x-raw,rate=8000,channels=1 "
+    "! alawenc ! rtppcmapay name=pay1 pt=8"
 )
 
 
@@ -31,7 +38,7 @@ def main():
     server.set_service(port)
     for m in mounts:
         factory = GstRtspServer.RTSPMediaFactory()
-        factory.set_launch(PIPELINE)
+        factory.set_launch("( " + VIDEO + (PCMA if m.endswith("pcma") else AAC) + " )")
         factory.set_shared(True)
         server.get_mount_points().add_factory("/" + m, factory)
     if server.attach(None) == 0:
