@@ -41,64 +41,46 @@ pub struct Shared {
     pub config: RwLock<Arc<Config>>,
     pub statuses: Statuses,
     pub counters: Arc<retention::Counters>,
-    layouts: LayoutCache,
-    listings: ListingCache,
+    layouts: Recent<LayoutKey, Arc<Layout>>,
+    listings: Recent<ListingKey, Bytes>,
 }
 
-/// (stream, start, end, index generation) of a recordings listing.
+/// (stream, start, end, index generation) of a recordings listing. An entry is only ever
+/// found while the index is at the generation it was made from, so it is never stale.
 type ListingKey = (String, Option<i64>, Option<i64>, u64);
 
-/// The last few recordings listings, as sent. An entry is only ever found while the index is
-/// at the generation it was made from, so it is never stale.
-#[derive(Default)]
-struct ListingCache(std::sync::Mutex<Vec<(ListingKey, Bytes)>>);
-
-impl ListingCache {
-    const SIZE: usize = 32;
-
-    fn get(&self, key: &ListingKey) -> Option<Bytes> {
-        let c = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        c.iter().find(|(k, _)| k == key).map(|(_, b)| b.clone())
-    }
-
-    fn insert(&self, key: ListingKey, body: Bytes) {
-        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        c.retain(|(k, _)| k.3 == key.3 && *k != key);
-        if c.len() >= Self::SIZE {
-            c.remove(0);
-        }
-        c.push((key, body));
-    }
-}
-
+/// (id, size, mtime) of a served layout: a file that changes misses.
 type LayoutKey = (u64, u64, Option<std::time::SystemTime>);
 
-/// The served layouts of the last few recordings, so the seeks of a player do not walk the
-/// file's fragments on every request. Keyed by id, size and mtime: a file that changes misses.
-#[derive(Default)]
-struct LayoutCache(std::sync::Mutex<Vec<(LayoutKey, Arc<Layout>)>>);
+/// The last few answers of one kind, the oldest dropped first. Listings are cached because the
+/// UI asks for the same day again and again; layouts so the seeks of a player do not walk the
+/// file's fragments on every request.
+struct Recent<K, V> {
+    size: usize,
+    items: std::sync::Mutex<Vec<(K, V)>>,
+}
 
-impl LayoutCache {
-    const SIZE: usize = 16;
+impl<K: PartialEq, V: Clone> Recent<K, V> {
+    fn new(size: usize) -> Self {
+        Recent {
+            size,
+            items: std::sync::Mutex::new(Vec::new()),
+        }
+    }
 
-    fn get_or_insert(&self, key: LayoutKey, make: impl FnOnce() -> Layout) -> Arc<Layout> {
-        if let Some((_, l)) = self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .find(|(k, _)| *k == key)
-        {
-            return l.clone();
+    fn get(&self, key: &K) -> Option<V> {
+        let items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        items.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
+    /// Adds `key`, first dropping the entries it supersedes.
+    fn insert(&self, key: K, value: V, supersedes: impl Fn(&K) -> bool) {
+        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        items.retain(|(k, _)| !supersedes(k) && *k != key);
+        if items.len() >= self.size {
+            items.remove(0);
         }
-        let l = Arc::new(make());
-        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        c.retain(|(k, _)| k.0 != key.0);
-        if c.len() >= Self::SIZE {
-            c.remove(0);
-        }
-        c.push((key, l.clone()));
-        l
+        items.push((key, value));
     }
 }
 
@@ -114,8 +96,8 @@ impl Shared {
             config: RwLock::new(Arc::new(config)),
             statuses,
             counters,
-            layouts: LayoutCache::default(),
-            listings: ListingCache::default(),
+            layouts: Recent::new(16),
+            listings: Recent::new(32),
         }
     }
 
@@ -443,7 +425,8 @@ async fn stream_recordings(st: State, req: HttpRequest) -> Result<HttpResponse> 
     })
     .await?;
     let body = Bytes::from(body);
-    st.listings.insert(key, body.clone());
+    let generation = key.3;
+    st.listings.insert(key, body.clone(), |k| k.3 != generation);
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))
@@ -601,9 +584,14 @@ async fn stream_file(st: State, req: HttpRequest) -> Result<HttpResponse> {
         })?;
         let meta = file.metadata()?;
         let key = (id, meta.len(), meta.modified().ok());
-        let layout = shared
-            .layouts
-            .get_or_insert(key, || segment_layout(&path, meta.len()));
+        let layout = match shared.layouts.get(&key) {
+            Some(l) => l,
+            None => {
+                let l = Arc::new(segment_layout(&path, meta.len()));
+                shared.layouts.insert(key, l.clone(), |k| k.0 == id);
+                l
+            }
+        };
         Ok((file, meta, layout))
     })
     .await?;
