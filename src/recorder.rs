@@ -241,7 +241,6 @@ enum Command_ {
 pub struct Recorder {
     tx: mpsc::UnboundedSender<Command_>,
     thread: Option<std::thread::JoinHandle<()>>,
-    pub statuses: Statuses,
 }
 
 impl Recorder {
@@ -259,7 +258,6 @@ impl Recorder {
             .enable_all()
             .build()
             .map_err(|e| Error::internal(format!("recorder runtime: {e}")))?;
-        let st = statuses.clone();
         let thread = std::thread::Builder::new()
             .name("recorder".into())
             .spawn(move || {
@@ -272,14 +270,13 @@ impl Recorder {
                             sleep(watchdog::BEAT).await;
                         }
                     });
-                    run(rx, st, on_growth).await
+                    run(rx, statuses, on_growth).await
                 })
             })
             .map_err(|e| Error::internal(format!("recorder thread: {e}")))?;
         let r = Recorder {
             tx,
             thread: Some(thread),
-            statuses,
         };
         r.apply(specs, disabled);
         Ok(r)
