@@ -6,9 +6,10 @@
 //!   the file being written).
 //! - The file goes first, then its record: a crash in between leaves a record without a file,
 //!   which the next backfill drops. Nothing is left that startup cannot reconcile.
-//! - Age uses the injected wall clock; disk pressure is checked on every nudge (the recorder
-//!   nudges while files grow, every couple of seconds), so a disk that fills fast is caught
-//!   within seconds, and at every `check_interval_seconds` anyway.
+//! - Age and orphans use the injected wall clock, every `check_interval_seconds`. Disk pressure
+//!   (one `statvfs`) is checked on every nudge (the recorder nudges while files grow, every
+//!   couple of seconds) and on every turn of the loop, which comes round at least every
+//!   `watchdog::BEAT` for its heartbeat, so a disk that fills fast is caught within seconds.
 //! - Every deletion is logged with its reason and counted.
 
 use std::collections::HashMap;
