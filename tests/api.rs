@@ -204,6 +204,15 @@ fn bad_input_is_a_json_4xx() {
     }
     let id = ids(&f.get("/api/streams/front/recordings").json())[0];
     let path = format!("/api/recordings/{id}");
+    let patch = |body: &[u8]| {
+        http(
+            &f.addr,
+            "PATCH",
+            &path,
+            &[("Content-Type", "application/json")],
+            body,
+        )
+    };
     for body in [
         &b"not json"[..],
         b"{}",
@@ -211,28 +220,9 @@ fn bad_input_is_a_json_4xx() {
         b"{\"retention_locked\": true, \"x\": 1}",
         b"[]",
     ] {
-        assert_error(
-            &http(
-                &f.addr,
-                "PATCH",
-                &path,
-                &[("Content-Type", "application/json")],
-                body,
-            ),
-            400,
-        );
+        assert_error(&patch(body), 400);
     }
-    let huge = vec![b' '; 100_000];
-    assert_error(
-        &http(
-            &f.addr,
-            "PATCH",
-            &path,
-            &[("Content-Type", "application/json")],
-            &huge,
-        ),
-        413,
-    );
+    assert_error(&patch(&vec![b' '; 100_000]), 413);
     // Still healthy after all of it.
     assert_eq!(f.get("/api/health").status, 200);
 }

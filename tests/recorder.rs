@@ -270,10 +270,9 @@ fn a_frozen_rtsp_server_is_detected_and_recording_recovers_after_it_thaws() {
 
 /// The pid of the ffmpeg recording `stream` (found by its output folder).
 fn ffmpeg_of(daemon: u32, stream: &str) -> Option<u32> {
-    ffmpeg_children(daemon).into_iter().find(|pid| {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&format!("/{stream}/%Y")))
-    })
+    ffmpeg_children(daemon)
+        .into_iter()
+        .find(|pid| common::cmdline(*pid).contains(&format!("/{stream}/%Y")))
 }
 
 #[test]
@@ -367,13 +366,7 @@ fn audio_that_mp4_cannot_carry_is_converted_to_aac_in_auto_mode() {
     )
     .len()
         >= 3));
-    let args = ffmpeg_children(d.pid())
-        .first()
-        .map(|pid| {
-            String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap())
-                .replace('\0', " ")
-        })
-        .unwrap();
+    let args = common::cmdline(ffmpeg_children(d.pid())[0]);
     assert!(
         args.contains("-c:v copy") && args.contains("-c:a aac"),
         "{args}"

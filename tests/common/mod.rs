@@ -460,6 +460,14 @@ pub fn ffmpeg_processes() -> Vec<(u32, u32)> {
     out
 }
 
+/// The command line of `pid`, arguments separated by spaces.
+pub fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline")).map_or_else(
+        |_| String::new(),
+        |c| String::from_utf8_lossy(&c).replace('\0', " "),
+    )
+}
+
 pub fn pid_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
