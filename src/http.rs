@@ -25,10 +25,12 @@ use crate::body::{self, Layout, Part};
 use crate::config::Config;
 use crate::disk;
 use crate::error::{Error, Kind, Result};
+use crate::live;
 use crate::mp4;
 use crate::range::{self, Ranged};
 use crate::recorder::Statuses;
 use crate::retention;
+use crate::stitch;
 use crate::store::{Recording, Store};
 use crate::time;
 
@@ -43,7 +45,21 @@ pub struct Shared {
     pub counters: Arc<retention::Counters>,
     layouts: Recent<LayoutKey, Arc<Layout>>,
     listings: Recent<ListingKey, Bytes>,
+    fragments: Recent<FileKey, Arc<mp4::Fragments>>,
+    plans: Recent<PlanKey, (Arc<stitch::Plan>, std::time::Instant)>,
+    /// Started by the first live viewer.
+    live: std::sync::Mutex<Option<Arc<live::Hub>>>,
 }
+
+/// (path, size, mtime) of a file whose fragments were read: a file that changes misses.
+type FileKey = (PathBuf, u64, Option<std::time::SystemTime>);
+
+/// (stream, start, end) of a stitched playback.
+type PlanKey = (String, Option<i64>, Option<i64>);
+
+/// How long a stitched playback whose footage may still grow is served unchanged, so that the
+/// range requests of one player see one file; a closed range is reused while its files last.
+const OPEN_PLAN_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// (stream, start, end, index generation) of a recordings listing. An entry is only ever
 /// found while the index is at the generation it was made from, so it is never stale.
@@ -98,6 +114,10 @@ impl Shared {
             counters,
             layouts: Recent::new(16),
             listings: Recent::new(32),
+            // A day of 15-minute segments, so a player seeking through a day re-reads none.
+            fragments: Recent::new(128),
+            plans: Recent::new(8),
+            live: std::sync::Mutex::new(None),
         }
     }
 
@@ -110,6 +130,23 @@ impl Shared {
 
     pub fn set_config(&self, c: Config) {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(c);
+    }
+
+    fn live_hub(&self) -> Result<Arc<live::Hub>> {
+        let mut hub = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = &*hub {
+            return Ok(h.clone());
+        }
+        let h = Arc::new(live::Hub::start()?);
+        *hub = Some(h.clone());
+        Ok(h)
+    }
+
+    /// Ends every live view, so a stopping server is not kept waiting by endless responses.
+    pub fn close_live(&self) {
+        if let Some(h) = self.live.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            h.close();
+        }
     }
 
     fn recordings_dir(&self) -> PathBuf {
@@ -162,6 +199,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/recordings/{id}", web::delete().to(delete_recording))
         .route("/api/recordings/{id}/stream", web::get().to(stream_file))
         .route("/api/recordings/{id}/stream", web::head().to(stream_file))
+        .route(
+            "/api/streams/{id}/playback.mp4",
+            web::get().to(playback_mp4),
+        )
+        .route(
+            "/api/streams/{id}/playback.mp4",
+            web::head().to(playback_mp4),
+        )
+        .route(
+            "/api/streams/{id}/playback.json",
+            web::get().to(playback_json),
+        )
+        .route("/api/streams/{id}/live.mp4", web::get().to(live_mp4))
         .route("/api/health", web::get().to(health))
         .route("/metrics", web::get().to(metrics))
         .route("/", web::get().to(index_page));
@@ -170,6 +220,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The running HTTP server: its own thread with ntex's runtime and worker threads.
 pub struct Server {
     handle: ntex::server::Server,
+    shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub addr: std::net::SocketAddr,
 }
@@ -186,6 +237,7 @@ impl Server {
             .map_err(|e| Error::new(Kind::Io, format!("http: cannot listen on {listen}: {e}")))?;
         let addr = listener.local_addr()?;
         let (tx, rx) = std::sync::mpsc::channel();
+        let kept = shared.clone();
         let thread = std::thread::Builder::new()
             .name("http".into())
             .spawn(move || {
@@ -215,6 +267,7 @@ impl Server {
         log::info!("http: listening on {addr}");
         Ok(Server {
             handle,
+            shared: kept,
             thread: Some(thread),
             addr,
         })
@@ -222,6 +275,7 @@ impl Server {
 
     /// Stops accepting, lets running requests finish, and waits for the thread.
     pub fn stop(mut self) {
+        self.shared.close_live();
         let stop = self.handle.stop(true);
         if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -551,21 +605,25 @@ fn segment_layout(path: &std::path::Path, len: u64) -> Layout {
     match mp4::fragments(path) {
         Ok(Some(f)) => {
             let end = f.content_end().min(len);
-            Layout {
-                parts: vec![
+            Layout::new(
+                vec![path.to_owned()],
+                Vec::new(),
+                vec![
                     Part::File {
+                        file: 0,
                         offset: 0,
                         len: f.head_len,
                     },
                     Part::Mem(Bytes::from(f.sidx_boxes())),
                     Part::File {
+                        file: 0,
                         offset: f.head_len,
                         len: end - f.head_len,
                     },
                 ],
-            }
+            )
         }
-        _ => Layout::whole_file(len),
+        _ => Layout::whole_file(path.to_owned(), len),
     }
 }
 
@@ -611,11 +669,32 @@ async fn stream_file(st: State, req: HttpRequest) -> Result<HttpResponse> {
         )
     };
     let last_modified = http_date(mtime.as_secs() as i64);
+    serve_layout(
+        &req,
+        layout,
+        &etag,
+        Some(&last_modified),
+        Some(file),
+        |_| (),
+    )
+}
+
+/// Serves `layout` as `video/mp4` with `Range`, `If-Range` (against `etag` or
+/// `last_modified`), `ETag` and `Accept-Ranges`.
+fn serve_layout(
+    req: &HttpRequest,
+    layout: Arc<Layout>,
+    etag: &str,
+    last_modified: Option<&str>,
+    open: Option<std::fs::File>,
+    more: impl FnOnce(&mut ntex::http::ResponseBuilder),
+) -> Result<HttpResponse> {
+    let len = layout.len();
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let if_range_ok = match header("if-range") {
         None => true,
         Some(v) if v.starts_with('"') => v == etag,
-        Some(v) => v == last_modified,
+        Some(v) => Some(v) == last_modified,
     };
     let ranged = if if_range_ok {
         range::parse(header("range"), len)
@@ -628,7 +707,9 @@ async fn stream_file(st: State, req: HttpRequest) -> Result<HttpResponse> {
             return Ok(HttpResponse::build(StatusCode::RANGE_NOT_SATISFIABLE)
                 .header("content-range", format!("bytes */{len}"))
                 .header("accept-ranges", "bytes")
-                .json(&json!({"error": format!("the range is outside the {len} bytes of the recording")})));
+                .json(
+                    &json!({"error": format!("the range is outside the {len} bytes of the video")}),
+                ));
         }
         Ranged::Full => HttpResponse::Ok(),
         Ranged::Part { start, end } => {
@@ -644,10 +725,205 @@ async fn stream_file(st: State, req: HttpRequest) -> Result<HttpResponse> {
     resp.content_type("video/mp4")
         .header("accept-ranges", "bytes")
         .header("etag", etag)
-        .header("last-modified", last_modified)
         .header("cache-control", "no-cache");
-    let body = body::Body::new(file, layout, start, start + count);
+    if let Some(lm) = last_modified {
+        resp.header("last-modified", lm);
+    }
+    more(&mut resp);
+    let body = body::Body::new(layout, start, start + count, open);
     Ok(resp.body(Body::from_message(SizedStream::new(count, body))))
+}
+
+/// The fragments of a segment file, read once per version of the file.
+fn file_fragments(shared: &Shared, path: &std::path::Path) -> Result<Option<Arc<mp4::Fragments>>> {
+    let meta = std::fs::metadata(path)?;
+    let key = (path.to_owned(), meta.len(), meta.modified().ok());
+    if let Some(f) = shared.fragments.get(&key) {
+        return Ok(Some(f));
+    }
+    let Some(f) = mp4::fragments(path)? else {
+        return Ok(None);
+    };
+    let f = Arc::new(f);
+    shared
+        .fragments
+        .insert(key, f.clone(), |k| k.0.as_path() == path);
+    Ok(Some(f))
+}
+
+/// The newest segment file of a stream's folder, if it is newer than `after_ms`: the segment
+/// being written, which the index does not have until it is closed.
+fn growing_segment(dir: &std::path::Path, after_ms: Option<i64>) -> Option<(i64, PathBuf)> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let ms = time::parse_segment_name(e.file_name().to_str()?)?;
+            Some((ms, e.path()))
+        })
+        .filter(|(ms, _)| after_ms.is_none_or(|a| *ms > a))
+        .max_by_key(|(ms, _)| *ms)
+}
+
+/// The stitched playback of `stream` over `[start_us, end_us]`, reused while its files are
+/// intact (see [`OPEN_PLAN_TTL`]).
+fn playback_plan(
+    shared: &Shared,
+    stream: &str,
+    start_us: Option<i64>,
+    end_us: Option<i64>,
+) -> Result<Arc<stitch::Plan>> {
+    let key = (stream.to_owned(), start_us, end_us);
+    if let Some((plan, made)) = shared.plans.get(&key) {
+        let open = end_us.is_none_or(|e| e > plan.end_us);
+        let intact = plan
+            .layout
+            .files
+            .iter()
+            .zip(&plan.needs)
+            .all(|(p, need)| std::fs::metadata(p).is_ok_and(|m| m.len() >= *need));
+        if intact && (!open || made.elapsed() < OPEN_PLAN_TTL) {
+            return Ok(plan);
+        }
+    }
+    let dir = shared.recordings_dir();
+    let recs = shared.store.overlapping(stream, start_us, end_us)?;
+    let mut sources = Vec::with_capacity(recs.len() + 1);
+    for r in &recs {
+        let path = dir.join(r.file_path());
+        match file_fragments(shared, &path) {
+            Ok(Some(frags)) => sources.push(stitch::Source {
+                recording_id: Some(r.id),
+                start_ms: r.start_ms,
+                path,
+                frags,
+            }),
+            Ok(None) => log::debug!("playback: {} is not fragmented", r.file_path()),
+            Err(e) => log::warn!("playback: {}: {e}", r.file_path()),
+        }
+    }
+    let last = recs.last();
+    if end_us.is_none_or(|e| last.is_none_or(|r| r.end_us() < e)) {
+        let after = shared.store.newest(stream)?.map(|r| r.start_ms);
+        if let Some((ms, path)) = growing_segment(&dir.join(stream), after)
+            && end_us.is_none_or(|e| ms * 1000 <= e)
+            && let Ok(Some(frags)) = file_fragments(shared, &path)
+        {
+            sources.push(stitch::Source {
+                recording_id: None,
+                start_ms: ms,
+                path,
+                frags,
+            });
+        }
+    }
+    let plan = Arc::new(stitch::plan(&sources, start_us, end_us)?);
+    if let Some(why) = &plan.cut_short {
+        log::info!("playback of {stream}: ends early: {why}");
+    }
+    shared
+        .plans
+        .insert(key, (plan.clone(), std::time::Instant::now()), |_| false);
+    Ok(plan)
+}
+
+/// The stream and `[start, end]` of a playback request.
+async fn playback_request(
+    st: &State,
+    req: &HttpRequest,
+) -> Result<(Arc<stitch::Plan>, String, Vec<(String, String)>)> {
+    let id = known_stream(st, req).await?;
+    let q = query(req);
+    let start = time_param(&q, &["start", "start_time"])?;
+    let end = time_param(&q, &["end", "end_time"])?;
+    if let (Some(s), Some(e)) = (start, end)
+        && s > e
+    {
+        return Err(Error::bad_request("start is after end"));
+    }
+    let shared = st.get_ref().clone();
+    let stream = id.clone();
+    let plan = blocking(move || playback_plan(&shared, &stream, start, end)).await?;
+    Ok((plan, id, q))
+}
+
+async fn playback_mp4(st: State, req: HttpRequest) -> Result<HttpResponse> {
+    let (plan, id, q) = playback_request(&st, &req).await?;
+    let download = matches!(param(&q, &["download"]), Some("1" | "true" | "yes"));
+    let name = format!(
+        "{id}_{}_{}.mp4",
+        time::segment_name(plan.start_us.div_euclid(1000)),
+        time::segment_name(plan.end_us.div_euclid(1000))
+    );
+    let etag = plan.etag();
+    let layout = plan.layout.clone();
+    serve_layout(&req, layout, &etag, None, None, |r| {
+        if download {
+            r.header(
+                "content-disposition",
+                format!("attachment; filename=\"{name}\""),
+            );
+        }
+    })
+}
+
+async fn playback_json(st: State, req: HttpRequest) -> Result<HttpResponse> {
+    let (plan, _, _) = playback_request(&st, &req).await?;
+    let spans: Vec<Value> = plan
+        .spans
+        .iter()
+        .map(|s| {
+            json!({
+                "media_start_seconds": s.media_start_us as f64 / 1e6,
+                "start_time": time::rfc3339_us(s.start_us),
+                "end_time": time::rfc3339_us(s.end_us),
+                "recording_id": s.recording_id,
+            })
+        })
+        .collect();
+    Ok(json_ok(&json!({
+        "start_time": time::rfc3339_us(plan.start_us),
+        "end_time": time::rfc3339_us(plan.end_us),
+        "duration_seconds": plan.duration_us as f64 / 1e6,
+        "spans": spans,
+    })))
+}
+
+/// The live view: an endless fragmented MP4 tailing the segment being written.
+async fn live_mp4(st: State, req: HttpRequest) -> Result<HttpResponse> {
+    let id = known_stream(&st, &req).await?;
+    let dir = st.recordings_dir().join(&id);
+    let shared = st.get_ref().clone();
+    let d = dir.clone();
+    let changed = blocking(move || {
+        if live::newest_segment(&d).is_none() {
+            return Err(Error::not_found(format!(
+                "stream {id:?} has not recorded anything yet"
+            )));
+        }
+        shared.live_hub()?.subscribe(&id, &d)
+    })
+    .await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    ntex::rt::spawn(live::run(dir, changed, tx));
+    Ok(HttpResponse::Ok()
+        .content_type("video/mp4")
+        .header("cache-control", "no-store")
+        .streaming(Receiver(rx)))
+}
+
+/// A channel's receiving end as a response body.
+struct Receiver<T>(tokio::sync::mpsc::Receiver<T>);
+
+impl<T> ntex::util::Stream for Receiver<T> {
+    type Item = T;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
 }
 
 /// RFC 9110 IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.

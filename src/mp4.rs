@@ -55,8 +55,9 @@ struct Track {
     codec: Option<String>,
     width: u32,
     height: u32,
-    /// `trex` default sample duration.
+    /// `trex` default sample duration and flags.
     default_dur: u32,
+    default_flags: u32,
     /// Plain MP4: `mdhd`'s duration.
     plain_ticks: u64,
     /// Fragmented: decode time of the first fragment and end of the last complete one.
@@ -88,17 +89,20 @@ pub fn probe_file(path: &Path) -> Result<Probe> {
 pub struct FragTrack {
     pub id: u32,
     pub timescale: u32,
+    pub video: bool,
     /// The earliest presentation time of its first fragment, in its timescale.
     pub start_pts: i64,
 }
 
 /// One complete fragment: `moof` and its sample data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fragment {
     pub offset: u64,
     pub size: u64,
-    /// Its duration in each track (in the order of [`Fragments::tracks`]), in that track's ticks.
-    pub ticks: Vec<u64>,
+    pub moof_len: u32,
+    /// Its first video sample is a sync sample, so decoding can start here. Always true for a
+    /// file without video.
+    pub key: bool,
 }
 
 /// The layout of a fragmented file: the header boxes, then every complete fragment.
@@ -108,6 +112,14 @@ pub struct Fragments {
     pub head_len: u64,
     pub tracks: Vec<FragTrack>,
     pub frags: Vec<Fragment>,
+    /// Per fragment, per track (in the order of `tracks`): decode time and duration in that
+    /// track's ticks. Flat, so a day of fragments costs two allocations, not thousands.
+    times: Vec<(u64, u64)>,
+    /// Per fragment, per track: the duration of its last sample.
+    last_durs: Vec<u32>,
+    /// Identifies the codec configuration (track ids, timescales, sample descriptions): two
+    /// files can be played as one only when theirs are equal.
+    pub codec_key: Vec<u8>,
 }
 
 impl Fragments {
@@ -118,89 +130,282 @@ impl Fragments {
             .map_or(self.head_len, |f| f.offset + f.size)
     }
 
-    /// One `sidx` box per track indexing every fragment, to go between the header and the first
-    /// fragment. Players read the whole duration from it at once and seek with it; ffmpeg's
-    /// `global_sidx` would give the same but rewrites the file at its end, which a recorder
-    /// that can be killed at any moment must not do.
-    pub fn sidx_boxes(&self) -> Vec<u8> {
-        use mp4_atom::{Encode, SegmentReference, Sidx};
-        let build = |t: usize, first_offset: u64| Sidx {
-            reference_id: self.tracks[t].id,
-            timescale: self.tracks[t].timescale,
-            earliest_presentation_time: u64::try_from(self.tracks[t].start_pts).unwrap_or(0),
-            first_offset,
-            references: self
-                .frags
-                .iter()
-                .map(|f| SegmentReference {
-                    reference_type: false,
-                    referenced_size: u32::try_from(f.size).unwrap_or(u32::MAX),
-                    subsegment_duration: u32::try_from(f.ticks[t]).unwrap_or(u32::MAX),
-                    starts_with_sap: true,
-                    sap_type: 1,
-                    sap_delta_time: 0,
-                })
-                .collect(),
-        };
-        let encode = |b: &Sidx| {
-            let mut out = Vec::new();
-            // Encoding into a Vec cannot fail.
-            let _ = b.encode(&mut out);
-            out
-        };
-        let sizes: Vec<u64> = (0..self.tracks.len())
-            .map(|t| encode(&build(t, 0)).len() as u64)
-            .collect();
-        let mut out = Vec::new();
-        for t in 0..self.tracks.len() {
-            // Each sidx points past the ones after it, at the first fragment.
-            let after: u64 = sizes[t + 1..].iter().sum();
-            out.extend_from_slice(&encode(&build(t, after)));
-        }
-        out
+    /// The decode time of fragment `f` in track `t`, in that track's ticks.
+    pub fn dts(&self, f: usize, t: usize) -> u64 {
+        self.times[f * self.tracks.len() + t].0
     }
+
+    /// The duration of fragment `f` in track `t`, in that track's ticks.
+    pub fn ticks(&self, f: usize, t: usize) -> u64 {
+        self.times[f * self.tracks.len() + t].1
+    }
+
+    /// The decode time of the last sample of fragment `f` in track `t`.
+    pub fn last_dts(&self, f: usize, t: usize) -> u64 {
+        let i = f * self.tracks.len() + t;
+        let (dts, ticks) = self.times[i];
+        (dts + ticks).saturating_sub(u64::from(self.last_durs[i]))
+    }
+
+    /// Fragment `f`'s (decode time, duration) per track.
+    pub fn times(&self, f: usize) -> &[(u64, u64)] {
+        let n = self.tracks.len();
+        &self.times[f * n..(f + 1) * n]
+    }
+
+    /// The track whose clock maps the file to wall time: the first video track, else the first.
+    pub fn clock_track(&self) -> usize {
+        self.tracks.iter().position(|t| t.video).unwrap_or(0)
+    }
+
+    /// This file's own `sidx` boxes (see [`sidx_boxes`]).
+    pub fn sidx_boxes(&self) -> Vec<u8> {
+        let n = self.tracks.len();
+        let starts: Vec<u64> = self
+            .tracks
+            .iter()
+            .map(|t| u64::try_from(t.start_pts).unwrap_or(0))
+            .collect();
+        sidx_boxes(
+            &self.tracks,
+            &starts,
+            self.frags
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.size, &self.times[i * n..(i + 1) * n])),
+        )
+    }
+}
+
+/// One `sidx` box per track indexing every fragment, to go between the header and the first
+/// fragment. Players read the whole duration from it at once and seek with it; ffmpeg's
+/// `global_sidx` would give the same but rewrites the file at its end, which a recorder that
+/// can be killed at any moment must not do. `frags` gives each fragment's size and its
+/// (decode time, duration) per track; `starts` each track's earliest presentation time.
+pub fn sidx_boxes<'a>(
+    tracks: &[FragTrack],
+    starts: &[u64],
+    frags: impl Iterator<Item = (u64, &'a [(u64, u64)])> + Clone,
+) -> Vec<u8> {
+    use mp4_atom::{Encode, SegmentReference, Sidx};
+    let build = |t: usize, first_offset: u64| Sidx {
+        reference_id: tracks[t].id,
+        timescale: tracks[t].timescale,
+        earliest_presentation_time: starts[t],
+        first_offset,
+        references: frags
+            .clone()
+            .map(|(size, times)| SegmentReference {
+                reference_type: false,
+                referenced_size: u32::try_from(size).unwrap_or(u32::MAX),
+                subsegment_duration: u32::try_from(times[t].1).unwrap_or(u32::MAX),
+                starts_with_sap: true,
+                sap_type: 1,
+                sap_delta_time: 0,
+            })
+            .collect(),
+    };
+    let encode = |b: &Sidx| {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail.
+        let _ = b.encode(&mut out);
+        out
+    };
+    let sizes: Vec<u64> = (0..tracks.len())
+        .map(|t| encode(&build(t, 0)).len() as u64)
+        .collect();
+    let mut out = Vec::new();
+    for t in 0..tracks.len() {
+        // Each sidx points past the ones after it, at the first fragment.
+        let after: u64 = sizes[t + 1..].iter().sum();
+        out.extend_from_slice(&encode(&build(t, after)));
+    }
+    out
 }
 
 /// The fragments of the file at `path`, or `None` if it is not a fragmented MP4.
 pub fn fragments(path: &Path) -> Result<Option<Fragments>> {
     let mut f = File::open(path)?;
     let len = f.metadata()?.len();
+    fragments_of(&mut f, len)
+}
+
+/// The fragments of the first `len` bytes of `r`, or `None` if it is not a fragmented MP4.
+pub fn fragments_of<R: Read + Seek>(r: &mut R, len: u64) -> Result<Option<Fragments>> {
     if len == 0 {
         return Err(Error::corrupt("empty file"));
     }
-    let mut p = Prober::new(&mut f, len, true);
-    let end = p.walk(0, None)?;
-    let collected = p.collect.take().unwrap_or_default();
-    if !p.fragmented || collected.is_empty() {
+    let mut tail = Tail::default();
+    let Some(f) = tail.next(r, len)? else {
         return Ok(None);
+    };
+    Ok((!f.frags.is_empty()).then_some(f))
+}
+
+/// Reads the fragments of a file that grows, each only once: every call returns the complete
+/// fragments added since the last one.
+#[derive(Default)]
+pub struct Tail {
+    tracks: Vec<Track>,
+    codec_key: Vec<u8>,
+    head_len: Option<u64>,
+    /// Where the next fragment is looked for.
+    next: u64,
+}
+
+impl Tail {
+    /// The fragments that are complete in the first `len` bytes of `r` and were not returned
+    /// before (with the file's header length, tracks and codec key), or `None` when the file
+    /// is not a fragmented MP4 (or, while it is being written, not yet one).
+    pub fn next<R: Read + Seek>(&mut self, r: &mut R, len: u64) -> Result<Option<Fragments>> {
+        if len <= self.next {
+            return Ok(self
+                .head_len
+                .map(|_| self.batch(Collected::default(), self.next)));
+        }
+        let mut p = Prober::new(r, len, true);
+        if self.head_len.is_some() {
+            p.tracks = std::mem::take(&mut self.tracks);
+            p.moov = true;
+            p.fragmented = true;
+        }
+        let walked = p.walk(self.next, None);
+        let collected = p.collect.take().unwrap_or_default();
+        self.tracks = std::mem::take(&mut p.tracks);
+        if self.head_len.is_none() {
+            self.codec_key = std::mem::take(&mut p.codec_key);
+        }
+        let end = walked?;
+        if self.head_len.is_none() {
+            match collected.frags.first() {
+                Some(f) => self.head_len = Some(f.offset),
+                None => return Ok(None),
+            }
+        }
+        self.next = end;
+        Ok(Some(self.batch(collected, end)))
     }
-    let mut frags: Vec<Fragment> = Vec::with_capacity(collected.len());
-    for (i, (offset, data_end, ticks)) in collected.iter().enumerate() {
-        // A fragment runs to the next one; the last to where the walk stopped, or to the end of
-        // its data if the walk stopped inside its mdat's header.
-        let next = collected
-            .get(i + 1)
-            .map_or(end.max(*data_end), |(o, _, _)| *o);
-        frags.push(Fragment {
-            offset: *offset,
-            size: next - offset,
-            ticks: ticks.clone(),
-        });
+
+    fn batch(&self, collected: Collected, end: u64) -> Fragments {
+        let Collected {
+            mut frags,
+            data_ends,
+            times,
+            last_durs,
+        } = collected;
+        for i in 0..frags.len() {
+            // A fragment runs to the next one; the last to where the walk stopped, or to the
+            // end of its data if the walk stopped inside its mdat's header.
+            let next = frags.get(i + 1).map_or(end.max(data_ends[i]), |f| f.offset);
+            frags[i].size = next - frags[i].offset;
+        }
+        let tracks = self
+            .tracks
+            .iter()
+            .map(|t| FragTrack {
+                id: t.id,
+                timescale: t.timescale,
+                video: t.kind == Kind::Video,
+                start_pts: t.start_pts,
+            })
+            .collect();
+        Fragments {
+            head_len: self.head_len.unwrap_or(0),
+            tracks,
+            frags,
+            times,
+            last_durs,
+            codec_key: self.codec_key.clone(),
+        }
     }
-    let tracks = p
-        .tracks
-        .iter()
-        .map(|t| FragTrack {
-            id: t.id,
-            timescale: t.timescale,
-            start_pts: t.start_pts,
-        })
-        .collect();
-    Ok(Some(Fragments {
-        head_len: frags[0].offset,
-        tracks,
-        frags,
-    }))
+}
+
+/// Rewrites a `moof` in place for a new place in a new file: its sequence number, each
+/// track's decode time (`tfdt`) shifted by `tfdt_shift[(track id, ticks)]`, and any absolute
+/// `base_data_offset` shifted by `data_shift` bytes. Every field keeps its width, so sizes and
+/// offsets stay valid. A shifted time that does not fit its field is an error.
+pub fn rewrite_moof(
+    moof: &mut [u8],
+    seq: u32,
+    data_shift: i64,
+    tfdt_shift: &[(u32, i64)],
+) -> Result<()> {
+    let bad = |what: &str| Error::corrupt(format!("moof: {what}"));
+    let children = |b: &[u8], from: usize, to: usize| -> Result<Vec<([u8; 4], usize, usize)>> {
+        let mut out = Vec::new();
+        let mut at = from;
+        while at + 8 <= to {
+            let size = u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize;
+            if size < 8 || at + size > to {
+                return Err(bad("a box has a bad size"));
+            }
+            out.push((
+                [b[at + 4], b[at + 5], b[at + 6], b[at + 7]],
+                at + 8,
+                at + size,
+            ));
+            at += size;
+        }
+        Ok(out)
+    };
+    if moof.len() < 8 || &moof[4..8] != b"moof" {
+        return Err(bad("not a moof box"));
+    }
+    for (kind, body, end) in children(moof, 8, moof.len())? {
+        match &kind {
+            b"mfhd" if end - body >= 8 => {
+                moof[body + 4..body + 8].copy_from_slice(&seq.to_be_bytes());
+            }
+            b"traf" => {
+                let kids = children(moof, body, end)?;
+                let mut track = None;
+                for (kind, body, end) in &kids {
+                    if kind == b"tfhd" && end - body >= 8 {
+                        let b = &moof[*body..];
+                        track = Some(u32::from_be_bytes([b[4], b[5], b[6], b[7]]));
+                        let flags = u32::from_be_bytes([0, b[1], b[2], b[3]]);
+                        if flags & 1 != 0 && end - body >= 16 {
+                            let at = body + 8;
+                            let old =
+                                u64::from_be_bytes(moof[at..at + 8].try_into().unwrap_or_default());
+                            let new = old
+                                .checked_add_signed(data_shift)
+                                .ok_or_else(|| bad("base_data_offset out of range"))?;
+                            moof[at..at + 8].copy_from_slice(&new.to_be_bytes());
+                        }
+                    }
+                }
+                let shift = track
+                    .and_then(|id| tfdt_shift.iter().find(|(t, _)| *t == id))
+                    .map_or(0, |(_, s)| *s);
+                for (kind, body, end) in kids {
+                    if &kind != b"tfdt" {
+                        continue;
+                    }
+                    let v1 = moof[body] == 1;
+                    let at = body + 4;
+                    if v1 && end - body >= 12 {
+                        let old =
+                            u64::from_be_bytes(moof[at..at + 8].try_into().unwrap_or_default());
+                        let new = old
+                            .checked_add_signed(shift)
+                            .ok_or_else(|| bad("decode time out of range"))?;
+                        moof[at..at + 8].copy_from_slice(&new.to_be_bytes());
+                    } else if !v1 && end - body >= 8 {
+                        let old =
+                            u32::from_be_bytes(moof[at..at + 4].try_into().unwrap_or_default());
+                        let new = u64::from(old)
+                            .checked_add_signed(shift)
+                            .and_then(|v| u32::try_from(v).ok())
+                            .ok_or_else(|| bad("decode time does not fit a version 0 tfdt"))?;
+                        moof[at..at + 4].copy_from_slice(&new.to_be_bytes());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Probes `len` bytes of `r`, from offset 0.
@@ -236,9 +441,19 @@ struct Prober<'r, R> {
     moov: bool,
     /// `mvhd`'s duration, which is what players and ffprobe take for a plain MP4.
     movie_us: Option<u64>,
-    /// When set, every complete fragment: its offset, where its data ends, and its ticks per
-    /// track (by index).
-    collect: Option<Vec<(u64, u64, Vec<u64>)>>,
+    /// When set, every complete fragment is collected here.
+    collect: Option<Collected>,
+    /// See [`Fragments::codec_key`].
+    codec_key: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Collected {
+    /// Sizes are filled in at the end.
+    frags: Vec<Fragment>,
+    data_ends: Vec<u64>,
+    times: Vec<(u64, u64)>,
+    last_durs: Vec<u32>,
 }
 
 impl<'r, R: Read + Seek> Prober<'r, R> {
@@ -251,7 +466,8 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
             truncated: false,
             moov: false,
             movie_us: None,
-            collect: collect.then(Vec::new),
+            collect: collect.then(Collected::default),
+            codec_key: Vec::new(),
         }
     }
 
@@ -377,12 +593,21 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
         if moov.mvhd.timescale > 0 && moov.mvhd.duration > 0 {
             self.movie_us = Some(rescale_us(moov.mvhd.duration, moov.mvhd.timescale));
         }
-        let defaults = |id: u32| {
+        let trex = |id: u32| {
             moov.mvex
                 .as_ref()
                 .and_then(|m| m.trex.iter().find(|t| t.track_id == id))
-                .map_or(0, |t| t.default_sample_duration)
         };
+        self.codec_key.clear();
+        for t in &moov.trak {
+            use mp4_atom::Encode;
+            self.codec_key
+                .extend_from_slice(&t.tkhd.track_id.to_be_bytes());
+            self.codec_key
+                .extend_from_slice(&t.mdia.mdhd.timescale.to_be_bytes());
+            // Encoding into a Vec cannot fail.
+            let _ = t.mdia.minf.stbl.stsd.encode(&mut self.codec_key);
+        }
         self.tracks = moov
             .trak
             .iter()
@@ -401,7 +626,8 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
                     codec: codec.map(codec_name),
                     width: visual.map_or(0, |v| u32::from(v.width)),
                     height: visual.map_or(0, |v| u32::from(v.height)),
-                    default_dur: defaults(t.tkhd.track_id),
+                    default_dur: trex(t.tkhd.track_id).map_or(0, |x| x.default_sample_duration),
+                    default_flags: trex(t.tkhd.track_id).map_or(0, |x| x.default_sample_flags),
                     plain_ticks: t.mdia.mdhd.duration,
                     first_ticks: None,
                     end_ticks: 0,
@@ -436,6 +662,10 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
                 .default_sample_duration
                 .unwrap_or(self.tracks[ti].default_dur);
             let default_size = traf.tfhd.default_sample_size.unwrap_or(0);
+            let default_flags = traf
+                .tfhd
+                .default_sample_flags
+                .unwrap_or(self.tracks[ti].default_flags);
             let mut ticks = 0u64;
             let mut data_end = 0u64;
             let first_dts = traf
@@ -443,9 +673,13 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
                 .as_ref()
                 .map_or(self.tracks[ti].end_ticks, |t| t.base_media_decode_time);
             let mut min_pts = i64::MAX;
+            let mut first_flags = None;
+            let mut last_dur = 0u32;
             for trun in &traf.trun {
                 let mut run_bytes = 0u64;
                 for s in trun.samples.iter() {
+                    first_flags.get_or_insert(s.flags.unwrap_or(default_flags));
+                    last_dur = s.duration.unwrap_or(default_dur);
                     let dts = i64::try_from(first_dts.saturating_add(ticks)).unwrap_or(i64::MAX);
                     min_pts = min_pts.min(dts.saturating_add(s.cts.unwrap_or(0)));
                     ticks = ticks.saturating_add(u64::from(s.duration.unwrap_or(default_dur)));
@@ -460,16 +694,38 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
                 return Ok(false);
             }
             moof_data_end = moof_data_end.max(data_end);
-            updates.push((ti, first_dts, ticks, min_pts));
+            // The sample flags' sample_is_non_sync_sample bit.
+            let sync = first_flags.is_some_and(|f| f & 0x0001_0000 == 0);
+            updates.push((ti, first_dts, ticks, min_pts, sync, last_dur));
         }
         if let Some(c) = &mut self.collect {
-            let mut per_track = vec![0u64; self.tracks.len()];
-            for (ti, _, ticks, _) in &updates {
-                per_track[*ti] = per_track[*ti].saturating_add(*ticks);
+            let has_video = self.tracks.iter().any(|t| t.kind == Kind::Video);
+            let key = !has_video
+                || updates
+                    .iter()
+                    .any(|u| self.tracks[u.0].kind == Kind::Video && u.4);
+            let base = c.times.len();
+            c.times.extend(self.tracks.iter().map(|t| (t.end_ticks, 0)));
+            c.last_durs.extend(self.tracks.iter().map(|_| 0));
+            for (ti, start, ticks, _, _, last_dur) in &updates {
+                let slot = &mut c.times[base + ti];
+                if slot.1 == 0 {
+                    slot.0 = *start;
+                }
+                slot.1 = slot.1.saturating_add(*ticks);
+                if *ticks > 0 {
+                    c.last_durs[base + ti] = *last_dur;
+                }
             }
-            c.push((h.start, moof_data_end, per_track));
+            c.frags.push(Fragment {
+                offset: h.start,
+                size: 0,
+                moof_len: u32::try_from(h.end.unwrap_or(h.start) - h.start).unwrap_or(u32::MAX),
+                key,
+            });
+            c.data_ends.push(moof_data_end);
         }
-        for (ti, start, ticks, min_pts) in updates {
+        for (ti, start, ticks, min_pts, _, _) in updates {
             let t = &mut self.tracks[ti];
             if t.first_ticks.is_none() {
                 t.first_ticks = Some(start);

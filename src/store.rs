@@ -356,6 +356,18 @@ impl Store {
         Ok(out)
     }
 
+    /// The newest recording of `stream_id`.
+    pub fn newest(&self, stream_id: &str) -> Result<Option<Recording>> {
+        let tx = self.db.begin_read()?;
+        let recs = tx.open_table(RECORDINGS)?;
+        let last = recs
+            .range((stream_id, i64::MIN)..=(stream_id, i64::MAX))?
+            .next_back()
+            .transpose()?;
+        last.map(|(k, v)| Recording::decode(stream_id, k.value().1, v.value()))
+            .transpose()
+    }
+
     /// Every recording of `stream_id`, oldest first.
     pub fn stream_recordings(&self, stream_id: &str) -> Result<Vec<Recording>> {
         self.overlapping(stream_id, None, None)
