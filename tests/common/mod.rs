@@ -583,6 +583,74 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
     }
 }
 
+/// Reads an endless response for `time`, then hangs up. Returns the head and the complete
+/// chunks of the body received by then.
+pub fn http_for(addr: &str, path: &str, time: Duration) -> Resp {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let until = Instant::now() + time;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    while Instant::now() < until {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = Vec::new();
+    let mut rest = &raw[split + 4..];
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        while let Some(nl) = rest.windows(2).position(|w| w == b"\r\n") {
+            let Ok(n) = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap().trim(), 16)
+            else {
+                break;
+            };
+            if n == 0 || rest.len() < nl + 2 + n {
+                break;
+            }
+            body.extend_from_slice(&rest[nl + 2..nl + 2 + n]);
+            rest = &rest[(nl + 4 + n).min(rest.len())..];
+        }
+    } else {
+        body = rest.to_vec();
+    }
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
 impl Daemon {
     /// The address the daemon's HTTP server listens on (it is configured with port 0).
     pub fn http_addr(&mut self) -> String {
