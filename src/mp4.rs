@@ -978,6 +978,66 @@ mod tests {
     }
 
     #[test]
+    fn a_moof_is_rewritten_in_place() {
+        use mp4_atom::{Decode, Encode, Mfhd, Tfdt, Tfhd, Traf};
+        let traf = |track_id, base: Option<u64>, dts| Traf {
+            tfhd: Tfhd {
+                track_id,
+                base_data_offset: base,
+                ..Default::default()
+            },
+            tfdt: Some(Tfdt {
+                base_media_decode_time: dts,
+            }),
+            ..Default::default()
+        };
+        let moof = Moof {
+            mfhd: Mfhd { sequence_number: 7 },
+            traf: vec![traf(1, None, 1000), traf(2, Some(5000), 90_000)],
+        };
+        let mut buf = Vec::new();
+        moof.encode(&mut buf).unwrap();
+        let len = buf.len();
+        rewrite_moof(&mut buf, 42, 300, &[(1, 500), (2, -90_000)]).unwrap();
+        assert_eq!(buf.len(), len);
+        let got = Moof::decode(&mut &buf[..]).unwrap();
+        assert_eq!(got.mfhd.sequence_number, 42);
+        let dts: Vec<u64> = got
+            .traf
+            .iter()
+            .map(|t| t.tfdt.as_ref().unwrap().base_media_decode_time)
+            .collect();
+        assert_eq!(dts, [1500, 0]);
+        assert_eq!(got.traf[0].tfhd.base_data_offset, None);
+        assert_eq!(got.traf[1].tfhd.base_data_offset, Some(5300));
+
+        // A decode time cannot go below zero; a version 0 tfdt cannot grow past 32 bits.
+        let mut again = buf.clone();
+        assert!(rewrite_moof(&mut again, 1, 0, &[(2, -1)]).is_err());
+        let tfdt_at = buf.windows(4).position(|w| w == b"tfdt").unwrap() - 4;
+        let mut v0 = buf[..tfdt_at].to_vec();
+        v0.extend_from_slice(&[0, 0, 0, 16, b't', b'f', b'd', b't', 0, 0, 0, 0, 0, 0, 0, 9]);
+        v0.extend_from_slice(&buf[tfdt_at + 20..]);
+        let shrink = |b: &mut Vec<u8>, at: usize| {
+            let n = u32::from_be_bytes(b[at..at + 4].try_into().unwrap()) - 4;
+            b[at..at + 4].copy_from_slice(&n.to_be_bytes());
+        };
+        shrink(&mut v0, 0);
+        let traf_at = v0.windows(4).position(|w| w == b"traf").unwrap() - 4;
+        shrink(&mut v0, traf_at);
+        let mut ok = v0.clone();
+        rewrite_moof(&mut ok, 1, 0, &[(1, 1)]).unwrap();
+        assert_eq!(
+            Moof::decode(&mut &ok[..]).unwrap().traf[0].tfdt,
+            Some(Tfdt {
+                base_media_decode_time: 10
+            })
+        );
+        assert!(rewrite_moof(&mut v0, 1, 0, &[(1, 1 << 32)]).is_err());
+        assert!(rewrite_moof(&mut b"\0\0\0\x08free".to_vec(), 1, 0, &[]).is_err());
+    }
+
+    #[test]
     fn a_huge_box_claim_does_not_allocate() {
         let mut data = b"\0\0\0\x01moov".to_vec();
         data.extend_from_slice(&(1u64 << 40).to_be_bytes());

@@ -478,3 +478,96 @@ fn live_view_follows_the_recorder_across_roll_over() {
         "the live response outlived the daemon"
     );
 }
+
+/// One fragmented segment made by ffmpeg as the recorder makes them, at `size`.
+fn segment(path: &Path, size: &str, seconds: u32) {
+    common::run(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc=size={size}:rate=25:duration={seconds}"))
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "25",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .args([
+                "-f",
+                "mp4",
+                "-movflags",
+                "+frag_keyframe+empty_moov+default_base_moof",
+            ])
+            .arg(path),
+    );
+}
+
+#[test]
+fn stitching_stops_where_the_codec_parameters_change() {
+    let dir = TempDir::new("playback-codec");
+    let cam = dir.path().join("recordings/cam");
+    std::fs::create_dir_all(&cam).unwrap();
+    let t0_ms = wallflower_nvr::time::parse_segment_name("2026-05-01_10-00-00.mp4").unwrap();
+    for (i, size) in ["320x240", "320x240", "320x240", "640x360", "320x240"]
+        .iter()
+        .enumerate()
+    {
+        let name = wallflower_nvr::time::segment_name(t0_ms + i as i64 * 2000);
+        segment(&cam.join(name), size, 2);
+    }
+    let cfg = write_config(
+        dir.path(),
+        "[[streams]]\nid = \"cam\"\nurl = \"rtsp://127.0.0.1:9/none\"\nenabled = false\n",
+    );
+    let mut daemon = Daemon::start(&cfg);
+    let addr = daemon.http_addr();
+    assert!(
+        daemon
+            .wait_log("backfill:", Duration::from_secs(20))
+            .is_some()
+    );
+    let t0 = t0_ms as f64 / 1000.0;
+
+    let j = get(&addr, "/api/streams/cam/playback.json").json();
+    assert!(
+        (j["duration_seconds"].as_f64().unwrap() - 6.0).abs() < 0.05,
+        "{j}"
+    );
+    assert_eq!(j["spans"].as_array().unwrap().len(), 1, "{j}");
+    let whole = get(&addr, "/api/streams/cam/playback.mp4");
+    let tmp = TempDir::new("playback-codec-out");
+    let f = write(&tmp, "a.mp4", &whole.body);
+    assert_eq!(decode_errors(&f), "");
+    assert!((duration_s(&f) - 6.0).abs() < 0.05);
+    let width = common::run(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=width",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&f),
+    );
+    assert_eq!(width.trim(), "320");
+
+    // From the odd segment on: it alone.
+    let j = get(
+        &addr,
+        &format!("/api/streams/cam/playback.json?start={}", t0 + 6.5),
+    )
+    .json();
+    assert!(
+        (j["duration_seconds"].as_f64().unwrap() - 2.0).abs() < 0.05,
+        "{j}"
+    );
+    assert!(
+        (rfc3339_s(&j["start_time"]) - (t0 + 6.0)).abs() < 0.001,
+        "{j}"
+    );
+}
