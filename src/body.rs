@@ -119,6 +119,96 @@ impl Layout {
 
 type Read = std::io::Result<(u32, Arc<std::fs::File>, Vec<u8>)>;
 
+/// One read from one file: the bytes `from..to`, where each listed `moof` is rewritten, of which
+/// `out` bytes from `skip` are sent. It runs over consecutive parts, so a stitched file is read
+/// in big steps like a plain one, not a fragment at a time.
+#[derive(Debug, PartialEq, Eq)]
+struct FileRead {
+    file: u32,
+    from: u64,
+    to: u64,
+    skip: usize,
+    out: usize,
+    moofs: Vec<MoofEdit>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct MoofEdit {
+    /// Where it is in the read.
+    at: usize,
+    len: usize,
+    seq: u32,
+    data_shift: i64,
+    edit: u32,
+}
+
+/// Plans the read of up to [`CHUNK`] bytes of `layout` from `pos` (not in a memory part),
+/// stopping before `end`, a memory part, another file or a jump within the file.
+fn plan_read(layout: &Layout, pos: u64, end: u64) -> Option<FileRead> {
+    let (part, start) = layout.find(pos)?;
+    let within = pos - start;
+    let (file, offset) = match *part {
+        Part::File { file, offset, .. } | Part::Frag { file, offset, .. } => (file, offset),
+        Part::Mem(_) => return None,
+    };
+    // A read that starts inside a moof reads it whole, to rewrite it, and skips its start.
+    let (from, skip) = match *part {
+        Part::Frag { moof_len, .. } if within < u64::from(moof_len) => (offset, within as usize),
+        _ => (offset + within, 0),
+    };
+    let mut read = FileRead {
+        file,
+        from,
+        to: offset + within,
+        skip,
+        out: 0,
+        moofs: Vec::new(),
+    };
+    let mut at = pos;
+    while at < end && read.out < CHUNK {
+        let Some((part, start)) = layout.find(at) else {
+            break;
+        };
+        let within = at - start;
+        let (this_file, offset) = match *part {
+            Part::File { file, offset, .. } | Part::Frag { file, offset, .. } => (file, offset),
+            Part::Mem(_) => break,
+        };
+        if this_file != file || offset + within != read.to {
+            break;
+        }
+        let take = (part.len() - within)
+            .min(end - at)
+            .min((CHUNK - read.out) as u64);
+        let mut to = read.to + take;
+        if let Part::Frag {
+            moof_len,
+            seq,
+            edit,
+            ..
+        } = *part
+            && within < u64::from(moof_len)
+        {
+            read.moofs.push(MoofEdit {
+                at: (offset - read.from) as usize,
+                len: moof_len as usize,
+                seq,
+                data_shift: start as i64 - offset as i64,
+                edit,
+            });
+            to = to.max(offset + u64::from(moof_len));
+        }
+        read.to = to;
+        read.out += take as usize;
+        at += take;
+        if read.to != offset + within + take {
+            // The read went on past what is sent (to the end of a cut moof): stop here.
+            break;
+        }
+    }
+    Some(read)
+}
+
 /// Bytes `start..end` of `layout`.
 pub struct Body {
     layout: Arc<Layout>,
@@ -181,45 +271,21 @@ impl Stream for Body {
         if this.pos >= this.end {
             return Poll::Ready(None);
         }
-        let Some((part, part_start)) = this.layout.find(this.pos) else {
+        let Some((first, first_start)) = this.layout.find(this.pos) else {
             return Poll::Ready(None);
         };
-        let within = this.pos - part_start;
-        let take_max = (part.len() - within).min(this.end - this.pos);
-        let (index, at, n, rewrite) = match *part {
-            Part::Mem(ref b) => {
-                let s = within as usize;
-                let chunk = b.slice(s..s + take_max as usize);
-                this.pos += take_max;
-                return Poll::Ready(Some(Ok(chunk)));
-            }
-            Part::File { file, offset, .. } => {
-                (file, offset + within, take_max.min(CHUNK as u64), None)
-            }
-            Part::Frag {
-                file,
-                offset,
-                moof_len,
-                seq,
-                edit,
-                ..
-            } if within < u64::from(moof_len) => {
-                // The whole moof is read and rewritten; only the asked-for end of it is sent.
-                let shift = this.layout.edits.get(edit as usize).cloned();
-                let data_shift = part_start as i64 - offset as i64;
-                (
-                    file,
-                    offset,
-                    u64::from(moof_len),
-                    Some((seq, data_shift, shift.unwrap_or_default(), within, take_max)),
-                )
-            }
-            Part::Frag { file, offset, .. } => {
-                (file, offset + within, take_max.min(CHUNK as u64), None)
-            }
+        if let Part::Mem(b) = first {
+            let s = (this.pos - first_start) as usize;
+            let take = (b.len() - s).min((this.end - this.pos) as usize);
+            this.pos += take as u64;
+            return Poll::Ready(Some(Ok(b.slice(s..s + take))));
+        }
+        let Some(read) = plan_read(&this.layout, this.pos, this.end) else {
+            return Poll::Ready(None);
         };
-        let open = this.open.clone().filter(|(i, _)| *i == index);
-        let path = this.layout.files.get(index as usize).cloned();
+        let open = this.open.clone().filter(|(i, _)| *i == read.file);
+        let path = this.layout.files.get(read.file as usize).cloned();
+        let layout = this.layout.clone();
         this.reading = Some(tokio::task::spawn_blocking(move || {
             use std::os::unix::fs::FileExt;
             let file = match open {
@@ -229,26 +295,28 @@ impl Stream for Body {
                     Arc::new(std::fs::File::open(path)?)
                 }
             };
-            let mut buf = vec![0u8; n as usize];
+            let mut buf = vec![0u8; (read.to - read.from) as usize];
             let mut got = 0;
             while got < buf.len() {
-                let k = file.read_at(&mut buf[got..], at + got as u64)?;
+                let k = file.read_at(&mut buf[got..], read.from + got as u64)?;
                 if k == 0 {
-                    break;
+                    // The file shrank under us.
+                    return Ok((read.file, file, Vec::new()));
                 }
                 got += k;
             }
-            buf.truncate(got);
-            if let Some((seq, data_shift, shift, within, take)) = rewrite {
-                if got < n as usize {
-                    return Ok((index, file, Vec::new()));
-                }
-                mp4::rewrite_moof(&mut buf, seq, data_shift, &shift)
+            for m in &read.moofs {
+                let shift = layout
+                    .edits
+                    .get(m.edit as usize)
+                    .map_or(&[][..], Vec::as_slice);
+                mp4::rewrite_moof(&mut buf[m.at..m.at + m.len], m.seq, m.data_shift, shift)
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.msg))?;
-                let end = (within + take).min(n) as usize;
-                buf = buf[within as usize..end].to_vec();
             }
-            Ok((index, file, buf))
+            if read.skip > 0 || read.out < buf.len() {
+                buf = buf[read.skip..read.skip + read.out].to_vec();
+            }
+            Ok((read.file, file, buf))
         }));
         // Poll the read at once, so this task is woken when it is done.
         self.poll_next(cx)
@@ -258,6 +326,54 @@ impl Stream for Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_runs_over_consecutive_fragments_and_rewrites_their_moofs() {
+        let frag = |file, offset, len, seq| Part::Frag {
+            file,
+            offset,
+            len,
+            moof_len: 10,
+            seq,
+            edit: 0,
+        };
+        let l = Layout::new(
+            vec![],
+            vec![],
+            vec![
+                Part::Mem(Bytes::from_static(b"head")),
+                frag(0, 100, 50, 1),
+                frag(0, 150, 60, 2),
+                frag(0, 500, 40, 3),
+                frag(1, 0, 40, 4),
+            ],
+        );
+        // From inside the first moof: it is read whole, its start skipped; the read stops
+        // where the file jumps.
+        let r = plan_read(&l, 4 + 5, l.len()).unwrap();
+        assert_eq!((r.file, r.from, r.to, r.skip, r.out), (0, 100, 210, 5, 105));
+        let at: Vec<(usize, u32, i64)> = r
+            .moofs
+            .iter()
+            .map(|m| (m.at, m.seq, m.data_shift))
+            .collect();
+        assert_eq!(at, [(0, 1, 4 - 100), (50, 2, 54 - 150)]);
+        // An end inside a moof still reads all of it, and sends only what was asked.
+        let r = plan_read(&l, 4 + 50, 4 + 53).unwrap();
+        assert_eq!(
+            (r.from, r.to, r.skip, r.out, r.moofs.len()),
+            (150, 160, 0, 3, 1)
+        );
+        // Past the moof: plain data.
+        let r = plan_read(&l, 4 + 20, 4 + 30).unwrap();
+        assert_eq!(
+            (r.from, r.to, r.skip, r.out, r.moofs.len()),
+            (120, 130, 0, 10, 0)
+        );
+        assert_eq!(plan_read(&l, 0, l.len()), None);
+        let r = plan_read(&l, 4 + 150, l.len()).unwrap();
+        assert_eq!((r.file, r.from, r.out), (1, 0, 40));
+    }
 
     #[test]
     fn parts_are_found_by_position() {

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 use ntex::util::Bytes;
 use tokio::sync::{mpsc, watch};
 
@@ -33,10 +33,19 @@ pub struct Hub {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+/// Counts of what happened in a stream's folder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Any write, creation or close.
+    pub writes: u64,
+    /// Files created or moved in: only then can there be a newer segment.
+    pub files: u64,
+}
+
 #[derive(Default)]
 struct HubState {
     by_wd: HashMap<WatchDescriptor, String>,
-    senders: HashMap<String, watch::Sender<u64>>,
+    senders: HashMap<String, watch::Sender<Changes>>,
     closed: bool,
 }
 
@@ -60,7 +69,12 @@ impl Hub {
                     }
                     for ev in events {
                         if let Some(tx) = st.by_wd.get(&ev.wd).and_then(|s| st.senders.get(s)) {
-                            tx.send_modify(|n| *n = n.wrapping_add(1));
+                            let new_file =
+                                ev.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO);
+                            tx.send_modify(|c| {
+                                c.writes = c.writes.wrapping_add(1);
+                                c.files = c.files.wrapping_add(u64::from(new_file));
+                            });
                         }
                     }
                 }
@@ -75,7 +89,7 @@ impl Hub {
 
     /// A counter that moves whenever a file in `dir` (the folder of `stream`) is written,
     /// created or closed.
-    pub fn subscribe(&self, stream: &str, dir: &Path) -> Result<watch::Receiver<u64>> {
+    pub fn subscribe(&self, stream: &str, dir: &Path) -> Result<watch::Receiver<Changes>> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.closed {
             return Err(Error::not_found("the server is stopping"));
@@ -94,7 +108,7 @@ impl Hub {
                     | WatchMask::MOVED_TO,
             )
             .map_err(|e| Error::from(e).context(dir.display()))?;
-        let (tx, rx) = watch::channel(0);
+        let (tx, rx) = watch::channel(Changes::default());
         st.by_wd.insert(wd, stream.to_owned());
         st.senders.insert(stream.to_owned(), tx);
         Ok(rx)
@@ -159,7 +173,7 @@ struct Output {
 
 /// Sends `stream`'s live video to `tx` until the viewer leaves, the stream stops writing for
 /// [`IDLE`], or the hub closes.
-pub async fn run(dir: PathBuf, mut changed: watch::Receiver<u64>, tx: mpsc::Sender<Chunk>) {
+pub async fn run(dir: PathBuf, mut changed: watch::Receiver<Changes>, tx: mpsc::Sender<Chunk>) {
     if let Err(e) = tail(&dir, &mut changed, &tx).await {
         log::debug!("live {}: {e}", dir.display());
         let _ = tx.send(Err(Arc::new(std::io::Error::other(e.msg)))).await;
@@ -185,7 +199,7 @@ async fn poll_file(mut cur: Current) -> Result<(Current, Option<Fragments>)> {
 
 async fn tail(
     dir: &Path,
-    changed: &mut watch::Receiver<u64>,
+    changed: &mut watch::Receiver<Changes>,
     tx: &mpsc::Sender<Chunk>,
 ) -> Result<()> {
     let mut out = Output {
@@ -197,11 +211,19 @@ async fn tail(
         out_last: Vec::new(),
     };
     let mut cur: Option<Current> = None;
+    let mut files_seen = None;
     loop {
         // A newer file than the one being tailed means the recorder rolled over: finish the
-        // old one (it is closed by now), then go on with the new one.
-        let d = dir.to_owned();
-        let newest = blocking(move || Ok(newest_segment(&d))).await?;
+        // old one (it is closed by now), then go on with the new one. The folder is listed
+        // only when a file was added to it.
+        let files = changed.borrow_and_update().files;
+        let newest = if files_seen != Some(files) {
+            files_seen = Some(files);
+            let d = dir.to_owned();
+            blocking(move || Ok(newest_segment(&d))).await?
+        } else {
+            None
+        };
         if let Some(c) = cur.take() {
             let (mut c, frags) = poll_file(c).await?;
             send(&mut out, &mut c, frags, tx).await?;

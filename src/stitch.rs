@@ -12,8 +12,9 @@
 //!   later only where their decode times would otherwise stop rising. (The muxer starts every
 //!   track of a segment at 0 and so stretches its audio by a few milliseconds; laying audio back
 //!   to back would add that up, segment after segment.)
-//! - A plan starts at a keyframe fragment and stops before a segment whose codec
-//!   configuration differs from the first one's.
+//! - A plan starts at the keyframe fragment at or before its start (or, for a start in a gap,
+//!   the first one after it) and stops before a segment whose codec configuration differs from
+//!   the first one's.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -120,11 +121,13 @@ pub fn plan(sources: &[Source], start_us: Option<i64>, end_us: Option<i64>) -> R
                 .map(move |(i, _)| (si, i, wall_us(s, i)))
         })
     };
+    // A start in a gap, or after everything, begins with the footage after it.
     let first = match start_us {
         Some(start) => keys()
             .take_while(|&(_, _, w)| w <= start)
             .last()
-            .or_else(|| keys().next()),
+            .filter(|&(si, _, _)| wall_end_us(sources[si]) > start)
+            .or_else(|| keys().find(|&(_, _, w)| w > start)),
         None => keys().next(),
     };
     let (s0, i0, w0) = first.ok_or_else(none)?;

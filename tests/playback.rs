@@ -307,6 +307,27 @@ fn stitched_playback_of_real_recordings_with_a_gap() {
     let want = jw["duration_seconds"].as_f64().unwrap();
     assert!((pd - want).abs() < 0.1, "{pd} vs {want}");
 
+    // A start in the gap begins with the footage after it; a range after everything has none.
+    let in_gap = rfc3339_s(&spans[0]["end_time"]) + 1.0;
+    let jg = get(
+        addr,
+        &format!("/api/streams/cam/playback.json?start={in_gap}&end={last_end}"),
+    )
+    .json();
+    assert!(
+        (rfc3339_s(&jg["start_time"]) - rfc3339_s(&spans[1]["start_time"])).abs() < 0.001,
+        "{jg}"
+    );
+    let later = get(
+        addr,
+        &format!(
+            "/api/streams/cam/playback.json?start={}&end={}",
+            last_end + 3600.0,
+            last_end + 7200.0
+        ),
+    );
+    assert_eq!(later.status, 404);
+
     // Bad requests.
     for (path, status) in [
         (
