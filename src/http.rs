@@ -1108,9 +1108,22 @@ async fn metrics(st: State) -> Result<HttpResponse> {
         .body(text))
 }
 
-async fn index_page() -> HttpResponse {
+async fn index_page(req: HttpRequest) -> HttpResponse {
+    let etag = crate::ui::etag();
+    let fresh = req
+        .headers()
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    if fresh {
+        return HttpResponse::build(StatusCode::NOT_MODIFIED)
+            .header("etag", etag)
+            .finish();
+    }
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
+        .header("etag", etag)
+        .header("cache-control", "no-cache")
         .body(crate::ui::INDEX_HTML)
 }
 

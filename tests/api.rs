@@ -567,6 +567,10 @@ fn health_and_metrics() {
             .unwrap()
             .starts_with("text/html")
     );
+    let etag = page.header("etag").unwrap();
+    let again = http(&f.addr, "GET", "/", &[("If-None-Match", etag)], b"");
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
 }
 
 /// In a real browser: a served segment reports its full duration at once, and seeks.

@@ -500,32 +500,6 @@ fn live_view_follows_the_recorder_across_roll_over() {
     );
 }
 
-/// One fragmented segment made by ffmpeg as the recorder makes them, at `size`.
-fn segment(path: &Path, size: &str, seconds: u32) {
-    common::run(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-v", "error", "-y", "-f", "lavfi", "-i"])
-            .arg(format!("testsrc=size={size}:rate=25:duration={seconds}"))
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-g",
-                "25",
-                "-pix_fmt",
-                "yuv420p",
-            ])
-            .args([
-                "-f",
-                "mp4",
-                "-movflags",
-                "+frag_keyframe+empty_moov+default_base_moof",
-            ])
-            .arg(path),
-    );
-}
-
 #[test]
 fn stitching_stops_where_the_codec_parameters_change() {
     let dir = TempDir::new("playback-codec");
@@ -537,7 +511,7 @@ fn stitching_stops_where_the_codec_parameters_change() {
         .enumerate()
     {
         let name = wallflower_nvr::time::segment_name(t0_ms + i as i64 * 2000);
-        segment(&cam.join(name), size, 2);
+        common::make_segment(&cam.join(name), size, 2);
     }
     let cfg = write_config(
         dir.path(),

@@ -795,6 +795,87 @@ impl Browser {
         let png = self.call("GET", "/screenshot", serde_json::Value::Null);
         std::fs::write(path, base64_decode(png.as_str().unwrap())).unwrap();
     }
+
+    /// Runs a Chrome DevTools command (through chromedriver) on the current tab.
+    pub fn cdp(&self, cmd: &str, params: serde_json::Value) -> serde_json::Value {
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            serde_json::json!({"cmd": cmd, "params": params}),
+        )
+    }
+
+    /// The first element matching `css`.
+    pub fn find(&self, css: &str) -> String {
+        let v = self.call(
+            "POST",
+            "/element",
+            serde_json::json!({"using": "css selector", "value": css}),
+        );
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(|x| x.as_str())
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_owned()
+    }
+
+    /// A real click on the first element matching `css`, as a user makes it.
+    pub fn click(&self, css: &str) {
+        let e = self.find(css);
+        self.call(
+            "POST",
+            &format!("/element/{e}/click"),
+            serde_json::json!({}),
+        );
+    }
+
+    /// A real click at viewport point (`x`, `y`).
+    pub fn click_at(&self, x: i64, y: i64) {
+        self.call(
+            "POST",
+            "/actions",
+            serde_json::json!({"actions": [{"type": "pointer", "id": "mouse",
+                "parameters": {"pointerType": "mouse"},
+                "actions": [
+                    {"type": "pointerMove", "x": x, "y": y, "origin": "viewport"},
+                    {"type": "pointerDown", "button": 0},
+                    {"type": "pointerUp", "button": 0}]}]}),
+        );
+    }
+
+    /// Waits until `expr` (a JavaScript expression) is truthy.
+    pub fn wait_until(&self, expr: &str, timeout: Duration) -> bool {
+        wait_for(timeout, || {
+            self.run(&format!("return !!({expr});"), serde_json::json!([]))
+                .as_bool()
+                .unwrap_or(false)
+        })
+    }
+}
+
+/// One fragmented segment made by ffmpeg as the recorder makes them (1 s GOP, 25 fps, no
+/// audio), `seconds` long, at `size`.
+pub fn make_segment(path: &Path, size: &str, seconds: u32) {
+    run(Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=size={size}:rate=25:duration={seconds}"))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args([
+            "-f",
+            "mp4",
+            "-movflags",
+            "+frag_keyframe+empty_moov+default_base_moof",
+        ])
+        .arg(path));
 }
 
 impl Drop for Browser {
