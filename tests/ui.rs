@@ -294,7 +294,8 @@ fn grid_and_live_tab_with_a_recording_camera() {
         dir.path(),
         &format!(
             "[[streams]]\nid = \"door\"\nname = \"Front door\"\nurl = \"{}\"\nsegment_seconds = 4\n\
-             [[streams]]\nid = \"shed\"\nurl = \"rtsp://127.0.0.1:9/none\"\nenabled = false\n",
+             [[streams]]\nid = \"shed\"\nurl = \"rtsp://127.0.0.1:9/none\"\nenabled = false\n\
+             [[streams]]\nid = \"gate\"\nurl = \"rtsp://127.0.0.1:9/none\"\n",
             server.url("door")
         ),
     );
@@ -306,7 +307,8 @@ fn grid_and_live_tab_with_a_recording_camera() {
     )
     .is_ok_and(|mut d| d.next().is_some())));
     assert!(wait_for(Duration::from_secs(30), || {
-        http(&addr, "GET", "/api/streams", &[], b"").json()[0]["recorder"]["state"] == "recording"
+        let s = http(&addr, "GET", "/api/streams", &[], b"").json();
+        s[0]["recorder"]["state"] == "recording" && s[2]["recorder"]["state"] == "backoff"
     }));
     let browser = Browser::start();
     let shots = shots();
@@ -319,8 +321,22 @@ fn grid_and_live_tab_with_a_recording_camera() {
     );
     assert_eq!(
         states,
-        json!([["door", "recording", true], ["shed", "disabled", false]])
+        json!([
+            ["door", "recording", true],
+            ["shed", "disabled", false],
+            ["gate", "backoff", false]
+        ])
     );
+    // A stream that cannot record says why, on its card and in the problems shown up top.
+    let why = browser.run(
+        "return [document.querySelector('.card[data-stream=gate] .err').textContent,
+                 document.getElementById('problems').hidden,
+                 document.getElementById('problems').textContent];",
+        json!([]),
+    );
+    assert!(!why[0].as_str().unwrap().is_empty(), "{why}");
+    assert_eq!(why[1], false, "{why}");
+    assert!(why[2].as_str().unwrap().contains("stream gate"), "{why}");
     assert!(
         browser.wait_until(
             "(() => { const v = document.querySelector('.card video'); return v && v.readyState >= 2 && v.currentTime > 0; })()",
