@@ -39,8 +39,13 @@ for t in "${targets[@]}"; do
         src=$(find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -maxdepth 2 -type d -name "ntex-net-$ver" | head -1)
         [ -n "$src" ] || { echo "cross/build.sh: ntex-net $ver is not in the cargo registry" >&2; exit 1; }
         dst=target/cross/ntex-net-$ver
-        rm -rf "$dst" && mkdir -p target/cross && cp -r "$src" "$dst"
-        patch -s -p1 -d "$dst" <cross/ntex-net-armv7.patch
+        # Made again only when the patch changes, so cargo does not rebuild it every time.
+        stamp=$(sha256sum cross/ntex-net-armv7.patch | cut -c1-16)
+        if [ "$(cat "$dst/.wallflower-patch" 2>/dev/null)" != "$stamp" ]; then
+            rm -rf "$dst" && mkdir -p target/cross && cp -r "$src" "$dst"
+            patch -s -p1 -d "$dst" <cross/ntex-net-armv7.patch
+            echo "$stamp" >"$dst/.wallflower-patch"
+        fi
         extra=(--config "patch.crates-io.ntex-net.path=\"$dst\"")
         # The patch changes where ntex-net comes from, and with it Cargo.lock: keep the
         # committed one as it is.

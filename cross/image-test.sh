@@ -1,0 +1,77 @@
+#!/bin/bash
+# Boot test of the flashable arm64 image: builds it (./build-image.sh image, unless
+# SKIP_BUILD=1), boots it in qemu-system-aarch64 under full emulation (-M virt, user networking
+# with a hostfwd port), and from the host:
+# - waits for GET /api/health to answer, and prints how long that took from qemu's start;
+# - checks that GET /api/streams is the config's list of streams;
+# - checks, from the guest's own `systemctl show` (run at boot via systemd.run= and written to
+#   the serial console), that the unit is active with its watchdog armed and being fed.
+# The image itself is not changed (-snapshot).
+#
+# Debian's qemu-system-arm conflicts with the newer qemu-utils on these machines, so its .debs
+# (and the libraries it needs) are unpacked into target/qemu/ instead of installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=target/image
+[ -n "${SKIP_BUILD:-}" ] || ./build-image.sh image
+for f in wallflower-nvr-arm64.img vmlinuz-arm64 initrd-arm64; do
+    [ -f "$OUT/$f" ] || { echo "image-test: no $OUT/$f" >&2; exit 1; }
+done
+
+Q=target/qemu
+if [ ! -x "$Q/root/usr/bin/qemu-system-aarch64" ]; then
+    mkdir -p "$Q/debs"
+    (cd "$Q/debs" && apt-get download -q qemu-system-arm qemu-system-data libfdt1 libcapstone4 \
+        libpmem1 librdmacm1 libibverbs1 libslirp0 libvdeplug2 libndctl6 libdaxctl1 libnl-3-200 \
+        libnl-route-3-200 2>/dev/null)
+    for d in "$Q"/debs/*.deb; do dpkg -x "$d" "$Q/root"; done
+fi
+export LD_LIBRARY_PATH=$PWD/$Q/root/usr/lib/x86_64-linux-gnu:$PWD/$Q/root/lib/x86_64-linux-gnu
+qemu=$Q/root/usr/bin/qemu-system-aarch64
+"$qemu" --version | head -1
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+console=$OUT/console.log
+rm -f "$console"
+# Run in the guest once the unit is up: its state and watchdog, to the serial console. It runs
+# as its own transient service, so the boot does not wait for it; systemd.run= alone would boot
+# into kernel-command-line.target only, hence systemd.unit= and systemd.wants=.
+report="until systemctl is-active -q wallflower-nvr.service; do sleep 2; done; sleep 40; \
+systemctl show wallflower-nvr.service -p ActiveState -p SubState -p WatchdogUSec \
+-p WatchdogTimestampMonotonic -p NRestarts | sed s/^/REPORT:/ >/dev/ttyAMA0"
+start=$(date +%s.%N)
+"$qemu" -M virt -cpu cortex-a57 -smp 2 -m 1024 -display none -monitor none -snapshot \
+    -kernel "$OUT/vmlinuz-arm64" -initrd "$OUT/initrd-arm64" \
+    -append "root=LABEL=wallflower-root rw console=ttyAMA0 systemd.run=\"/usr/bin/systemd-run --unit=report /bin/sh -c '$report'\" systemd.run_success_action=none systemd.unit=multi-user.target systemd.wants=kernel-command-line.service" \
+    -drive "file=$OUT/wallflower-nvr-arm64.img,format=raw,if=virtio" \
+    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:8080" -device virtio-net-pci,netdev=n0,romfile= -L "$Q/root/usr/share/qemu" \
+    -serial "file:$console" &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true' EXIT
+
+health=
+for _ in $(seq 1800); do
+    health=$(curl -s --max-time 5 "http://127.0.0.1:$port/api/health" || true)
+    [ -n "$health" ] && break
+    kill -0 "$pid" 2>/dev/null || { tail -50 "$console"; echo "image-test: qemu exited" >&2; exit 1; }
+    sleep 1
+done
+healthy_at=$(date +%s.%N)
+[ -n "$health" ] || { tail -80 "$console"; echo "image-test: no /api/health within 30 minutes" >&2; exit 1; }
+echo "health: $health"
+grep -q '"status":' <<<"$health"
+awk -v a="$healthy_at" -v b="$start" 'BEGIN { printf "image-test: /api/health answered %.0f s after qemu started\n", a - b }'
+
+streams=$(curl -sf --max-time 10 "http://127.0.0.1:$port/api/streams")
+echo "streams: $streams"
+grep -q '"id":"front-door"' <<<"$streams" || { echo "image-test: /api/streams is not the shipped config's" >&2; exit 1; }
+
+for _ in $(seq 300); do
+    grep -q 'REPORT:NRestarts' "$console" 2>/dev/null && break
+    sleep 1
+done
+grep -ao 'REPORT:[A-Za-z]*=[^ ]*' "$console" | tr -d '\r'
+grep -q 'REPORT:ActiveState=active' "$console" || { echo "image-test: the unit is not active" >&2; exit 1; }
+grep -q 'REPORT:WatchdogUSec=30s' "$console" || { echo "image-test: the watchdog is not armed" >&2; exit 1; }
+grep -qE 'REPORT:WatchdogTimestampMonotonic=[1-9]' "$console" || { echo "image-test: the watchdog was never fed" >&2; exit 1; }
+echo "image-test: ok"
