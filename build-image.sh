@@ -140,7 +140,7 @@ rootfs() {
     # mkinitramfs (which runs emulated) is quick.
     mmdebstrap --architectures=arm64 --variant=minbase \
         --hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount \
-        --include=systemd-sysv,udev,kmod,iproute2,netbase,ca-certificates,linux-image-arm64,initramfs-tools,ffmpeg,"$deb" \
+        --include=systemd-sysv,udev,kmod,iproute2,netbase,ca-certificates,gpgv,linux-image-arm64,initramfs-tools,ffmpeg,"$deb" \
         --aptopt='APT::Install-Recommends "false"' \
         --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
         --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
@@ -184,7 +184,9 @@ image() {
 
 # inject RPIOS.img: the same software put into a Raspberry Pi OS image (its last Linux
 # partition is the root filesystem). The partition is copied out, unpacked, given ffmpeg and
-# our .deb in a chroot (emulated), and rebuilt in place with the same size, UUID and label.
+# our .deb in a chroot (emulated, with the image's own apt sources), and rebuilt with the same
+# UUID and label, 1 GiB larger (ffmpeg needs room; Raspberry Pi OS grows its root filesystem
+# to the card at first boot anyway). The image file grows by as much.
 inject() {
     local src=$1
     [ -f "$src" ] || { say "no such image: $src"; exit 1; }
@@ -193,11 +195,14 @@ inject() {
     binfmt
     local img=$OUT/$(basename "${src%.img}")-wallflower-nvr.img
     cp --sparse=always "$src" "$img"
-    local line start sectors
+    local line start sectors num grow=$((1024 * 2048))
     line=$(sfdisk --dump "$img" | grep -E 'type=83|type=0FC63DAF' | tail -1)
     start=$(sed -E 's/.*start= *([0-9]+).*/\1/' <<<"$line")
     sectors=$(sed -E 's/.*size= *([0-9]+).*/\1/' <<<"$line")
-    [ -n "$start" ] && [ -n "$sectors" ] || { say "no Linux partition in $src"; exit 1; }
+    num=$(sed -E 's/^[^ ]*[^0-9]([0-9]+) *:.*/\1/' <<<"$line")
+    [ -n "$start" ] && [ -n "$sectors" ] && [ -n "$num" ] || { say "no Linux partition in $src"; exit 1; }
+    [ $((start + sectors)) -ge $(($(stat -c %s "$img") / 512 - 2048)) ] \
+        || { say "the root partition is not the last one; cannot grow it"; exit 1; }
     local part=$OUT/inject-root.ext4 dir=$OUT/inject-root
     dd if="$img" of="$part" bs=512 skip="$start" count="$sectors" conv=sparse status=none
     local uuid label
@@ -209,12 +214,17 @@ inject() {
     cp /etc/resolv.conf "$dir/etc/resolv.conf.wallflower" 2>/dev/null || true
     mount --bind /proc "$dir/proc"
     trap 'umount "'"$dir"'/proc" 2>/dev/null || true' EXIT
-    chroot "$dir" sh -c 'mv /etc/resolv.conf /etc/resolv.conf.orig 2>/dev/null; mv /etc/resolv.conf.wallflower /etc/resolv.conf;
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg /tmp/wallflower-nvr_*.deb;
-        rm -f /tmp/wallflower-nvr_*.deb; mv /etc/resolv.conf.orig /etc/resolv.conf 2>/dev/null || true; apt-get clean'
+    chroot "$dir" sh -ec 'mv /etc/resolv.conf /etc/resolv.conf.orig 2>/dev/null || true; mv /etc/resolv.conf.wallflower /etc/resolv.conf
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg /tmp/wallflower-nvr_*.deb
+        rm -f /tmp/wallflower-nvr_*.deb /etc/resolv.conf; mv /etc/resolv.conf.orig /etc/resolv.conf 2>/dev/null || true; apt-get clean'
     umount "$dir/proc"
     trap - EXIT
     chroot "$dir" systemctl is-enabled wallflower-nvr.service >/dev/null
+    sectors=$((sectors + grow))
+    truncate -s "$(((start + sectors) * 512 + 1048576))" "$img"
+    echo ", $sectors" | sfdisk --quiet -N "$num" "$img"
+    rm -f "$part"
     mke2fs -q -F -t ext4 ${label:+-L "$label"} ${uuid:+-U "$uuid"} -d "$dir" "$part" "$((sectors / 2))k"
     dd if="$part" of="$img" bs=512 seek="$start" conv=notrunc,sparse status=none
     rm -rf "$dir" "$part"

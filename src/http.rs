@@ -751,20 +751,6 @@ fn file_fragments(shared: &Shared, path: &std::path::Path) -> Result<Option<Arc<
     Ok(Some(f))
 }
 
-/// The newest segment file of a stream's folder, if it is newer than `after_ms`: the segment
-/// being written, which the index does not have until it is closed.
-fn growing_segment(dir: &std::path::Path, after_ms: Option<i64>) -> Option<(i64, PathBuf)> {
-    std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let ms = time::parse_segment_name(e.file_name().to_str()?)?;
-            Some((ms, e.path()))
-        })
-        .filter(|(ms, _)| after_ms.is_none_or(|a| *ms > a))
-        .max_by_key(|(ms, _)| *ms)
-}
-
 /// The stitched playback of `stream` over `[start_us, end_us]`, reused while its files are
 /// intact (see [`OPEN_PLAN_TTL`]).
 fn playback_plan(
@@ -805,7 +791,10 @@ fn playback_plan(
     let last = recs.last();
     if end_us.is_none_or(|e| last.is_none_or(|r| r.end_us() < e)) {
         let after = shared.store.newest(stream)?.map(|r| r.start_ms);
-        if let Some((ms, path)) = growing_segment(&dir.join(stream), after)
+        // The newest file, when it is newer than the index: the segment being written, which
+        // the index does not have until it is closed.
+        if let Some((ms, path)) = live::newest_segment(&dir.join(stream))
+            && after.is_none_or(|a| ms > a)
             && end_us.is_none_or(|e| ms * 1000 <= e)
             && let Ok(Some(frags)) = file_fragments(shared, &path)
         {

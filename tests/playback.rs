@@ -24,21 +24,7 @@ fn rfc3339_s(v: &Value) -> f64 {
 
 /// ffprobe's `format=duration` of `path`.
 fn duration_s(path: &Path) -> f64 {
-    let out = common::run(
-        Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "format=duration",
-                "-of",
-                "csv=p=0",
-            ])
-            .arg(path),
-    );
-    out.trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("ffprobe: {out:?}"))
+    common::ffprobe_duration(path).expect("ffprobe gives a duration")
 }
 
 /// What ffmpeg's decoder says about `path` at level `error` (nothing, for a good file).

@@ -522,20 +522,7 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
         assert!(n > 0, "the connection closed before a response head");
         raw.extend_from_slice(&buf[..n]);
     };
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
+    let (status, headers) = parse_head(&raw[..split]);
     let content_length = headers
         .iter()
         .find(|(k, _)| k == "content-length")
@@ -583,6 +570,22 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
     }
 }
 
+/// The status and the headers (names in lower case) of a response head.
+fn parse_head(head: &[u8]) -> (u16, Vec<(String, String)>) {
+    let head = String::from_utf8_lossy(head);
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers)
+}
+
 /// Reads an endless response for `time`, then hangs up. Returns the head and the complete
 /// chunks of the body received by then.
 pub fn http_for(addr: &str, path: &str, time: Duration) -> Resp {
@@ -610,20 +613,7 @@ pub fn http_for(addr: &str, path: &str, time: Duration) -> Resp {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .expect("a response head");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
+    let (status, headers) = parse_head(&raw[..split]);
     let mut body = Vec::new();
     let mut rest = &raw[split + 4..];
     if headers
