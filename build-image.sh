@@ -212,13 +212,15 @@ inject() {
     debugfs -R "rdump / $dir" "$part" >/dev/null 2>&1
     cp "$OUT/wallflower-nvr_${VERSION}_arm64.deb" "$dir/tmp/"
     cp /etc/resolv.conf "$dir/etc/resolv.conf.wallflower" 2>/dev/null || true
+    # debugfs cannot make device nodes, and apt needs /dev/null.
     mount --bind /proc "$dir/proc"
-    trap 'umount "'"$dir"'/proc" 2>/dev/null || true' EXIT
+    mount --bind /dev "$dir/dev"
+    trap 'umount "'"$dir"'/proc" "'"$dir"'/dev" 2>/dev/null || true' EXIT
     chroot "$dir" sh -ec 'mv /etc/resolv.conf /etc/resolv.conf.orig 2>/dev/null || true; mv /etc/resolv.conf.wallflower /etc/resolv.conf
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg /tmp/wallflower-nvr_*.deb
         rm -f /tmp/wallflower-nvr_*.deb /etc/resolv.conf; mv /etc/resolv.conf.orig /etc/resolv.conf 2>/dev/null || true; apt-get clean'
-    umount "$dir/proc"
+    umount "$dir/proc" "$dir/dev"
     trap - EXIT
     chroot "$dir" systemctl is-enabled wallflower-nvr.service >/dev/null
     sectors=$((sectors + grow))
@@ -226,6 +228,9 @@ inject() {
     echo ", $sectors" | sfdisk --quiet -N "$num" "$img"
     rm -f "$part"
     mke2fs -q -F -t ext4 ${label:+-L "$label"} ${uuid:+-U "$uuid"} -d "$dir" "$part" "$((sectors / 2))k"
+    # The old partition's bytes go first: a sparse copy skips zeros, and the new filesystem
+    # must not find old data where it left zeros.
+    fallocate --punch-hole --offset "$((start * 512))" --length "$((sectors * 512))" "$img"
     dd if="$part" of="$img" bs=512 seek="$start" conv=notrunc,sparse status=none
     rm -rf "$dir" "$part"
     say "$img: Raspberry Pi OS with wallflower-nvr $VERSION"

@@ -14,8 +14,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=target/image
 [ -n "${SKIP_BUILD:-}" ] || ./build-image.sh image
-for f in wallflower-nvr-arm64.img vmlinuz-arm64 initrd-arm64; do
-    [ -f "$OUT/$f" ] || { echo "image-test: no $OUT/$f" >&2; exit 1; }
+# IMAGE= boots another image with the same kernel (one made by `build-image.sh inject`, say).
+IMAGE=${IMAGE:-$OUT/wallflower-nvr-arm64.img}
+for f in "$IMAGE" "$OUT/vmlinuz-arm64" "$OUT/initrd-arm64"; do
+    [ -f "$f" ] || { echo "image-test: no $f" >&2; exit 1; }
 done
 
 Q=target/qemu
@@ -43,7 +45,7 @@ start=$(date +%s.%N)
 "$qemu" -M virt -cpu cortex-a57 -smp 2 -m 1024 -display none -monitor none -snapshot \
     -kernel "$OUT/vmlinuz-arm64" -initrd "$OUT/initrd-arm64" \
     -append "root=LABEL=wallflower-root rw console=ttyAMA0 systemd.run=\"/usr/bin/systemd-run --unit=report /bin/sh -c '$report'\" systemd.run_success_action=none systemd.unit=multi-user.target systemd.wants=kernel-command-line.service" \
-    -drive "file=$OUT/wallflower-nvr-arm64.img,format=raw,if=virtio" \
+    -drive "file=$IMAGE,format=raw,if=virtio" \
     -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:8080" -device virtio-net-pci,netdev=n0,romfile= -L "$Q/root/usr/share/qemu" \
     -serial "file:$console" &
 pid=$!
