@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::{Error, Result};
 use crate::mp4::{self, Fragments};
+use crate::stitch::Timeline;
 use crate::time;
 
 /// A viewer gives up when its stream writes nothing for this long (the stream stopped).
@@ -164,11 +165,9 @@ struct Current {
 /// The state of one viewer's output: where each track's time has got to.
 struct Output {
     codec_key: Option<Vec<u8>>,
-    tracks: Vec<mp4::FragTrack>,
     seq: u32,
     pos: u64,
-    out_end: Vec<i128>,
-    out_last: Vec<i128>,
+    time: Timeline,
 }
 
 /// Sends `stream`'s live video to `tx` until the viewer leaves, the stream stops writing for
@@ -204,11 +203,9 @@ async fn tail(
 ) -> Result<()> {
     let mut out = Output {
         codec_key: None,
-        tracks: Vec::new(),
         seq: 0,
         pos: 0,
-        out_end: Vec::new(),
-        out_last: Vec::new(),
+        time: Timeline::new(0),
     };
     let mut cur: Option<Current> = None;
     let mut files_seen = None;
@@ -279,9 +276,7 @@ async fn send(
         .await?;
         out.pos = head.len() as u64;
         out.codec_key = Some(f.codec_key.clone());
-        out.tracks = f.tracks.clone();
-        out.out_end = vec![0; f.tracks.len()];
-        out.out_last = vec![-1; f.tracks.len()];
+        out.time = Timeline::new(f.tracks.len());
         if tx.send(Ok(Bytes::from(head))).await.is_err() {
             return Ok(());
         }
@@ -293,27 +288,10 @@ async fn send(
     } else {
         0
     };
-    let clock = f.clock_track();
     // A file's shift is set by its first fragment and holds for all its later ones.
-    let shift: Vec<(u32, i64)> = match &cur.shift {
+    let shift = match &cur.shift {
         Some(s) => s.clone(),
-        None => f
-            .tracks
-            .iter()
-            .enumerate()
-            .map(|(t, tr)| {
-                let delta_clock = out.out_end[clock] - i128::from(f.dts(from, clock));
-                let ts = |i: usize| i128::from(f.tracks[i].timescale.max(1));
-                let ideal = if t == clock {
-                    delta_clock
-                } else {
-                    (delta_clock * ts(t)).div_euclid(ts(clock))
-                };
-                let rising = out.out_last[t] + 1 - i128::from(f.dts(from, t));
-                let d = if t == clock { ideal } else { ideal.max(rising) };
-                (tr.id, i64::try_from(d).unwrap_or(0))
-            })
-            .collect(),
+        None => out.time.shift(&f, from),
     };
     cur.shift = Some(shift.clone());
     let path = cur.path.clone();
@@ -325,13 +303,7 @@ async fn send(
         seqs.push(out.seq);
         positions.push(out.pos);
         out.pos += fr.size;
-        for (t, &(dts, ticks)) in f.times(from + k).iter().enumerate() {
-            let end = i128::from(dts) + i128::from(shift[t].1) + i128::from(ticks);
-            out.out_end[t] = out.out_end[t].max(end);
-            if ticks > 0 {
-                out.out_last[t] = i128::from(f.last_dts(from + k, t)) + i128::from(shift[t].1);
-            }
-        }
+        out.time.add(&f, from + k, &shift);
     }
     let data = blocking(move || {
         use std::os::unix::fs::FileExt;

@@ -86,6 +86,58 @@ fn rescale(ticks: i128, from: u32, to: u32) -> i128 {
     (ticks * i128::from(to) + from / 2).div_euclid(from)
 }
 
+/// Where each track's time has got to in an output made of moved fragments, which decides how
+/// the next file's fragments are shifted. Stitched playback and the live view both use it.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    /// Per track: where its last fragment ends, in its ticks.
+    pub end: Vec<i128>,
+    /// Per track: the decode time of its last sample.
+    last: Vec<i128>,
+}
+
+impl Timeline {
+    pub fn new(tracks: usize) -> Timeline {
+        Timeline {
+            end: vec![0; tracks],
+            last: vec![-1; tracks],
+        }
+    }
+
+    /// The `(track id, ticks)` shifts for the fragments of `f` from fragment `from` on: the
+    /// clock track starts exactly where the output's ends; the others move by the same time,
+    /// pushed later only where their decode times would otherwise stop rising.
+    pub fn shift(&self, f: &Fragments, from: usize) -> Vec<(u32, i64)> {
+        let clock = f.clock_track();
+        let tracks = &f.tracks;
+        let delta_clock = self.end[clock] - i128::from(f.dts(from, clock));
+        tracks
+            .iter()
+            .enumerate()
+            .map(|(t, tr)| {
+                let d = if t == clock {
+                    delta_clock
+                } else {
+                    let ideal = rescale(delta_clock, tracks[clock].timescale, tr.timescale);
+                    ideal.max(self.last[t] + 1 - i128::from(f.dts(from, t)))
+                };
+                (tr.id, i64::try_from(d).unwrap_or(i64::MAX))
+            })
+            .collect()
+    }
+
+    /// Accounts fragment `i` of `f`, moved by `shift`.
+    pub fn add(&mut self, f: &Fragments, i: usize, shift: &[(u32, i64)]) {
+        for (t, &(dts, ticks)) in f.times(i).iter().enumerate() {
+            let moved = i128::from(shift[t].1);
+            self.end[t] = self.end[t].max(i128::from(dts) + moved + i128::from(ticks));
+            if ticks > 0 {
+                self.last[t] = i128::from(f.last_dts(i, t)) + moved;
+            }
+        }
+    }
+}
+
 /// The wall time of fragment `i` of `s`, in µs since the epoch: the segment's start plus the
 /// clock track's decode time since its first fragment.
 fn wall_us(s: &Source, i: usize) -> i64 {
@@ -143,9 +195,7 @@ pub fn plan(sources: &[Source], start_us: Option<i64>, end_us: Option<i64>) -> R
     let mut edits: Vec<Vec<(u32, i64)>> = Vec::new();
     let mut parts: Vec<Part> = Vec::new();
     let mut sidx_refs: Vec<(u64, &[(u64, u64)])> = Vec::new();
-    let mut out_end: Vec<i128> = vec![0; tracks.len()];
-    // The decode time of each track's last sample so far.
-    let mut out_last: Vec<i128> = vec![-1; tracks.len()];
+    let mut time = Timeline::new(tracks.len());
     let mut starts: Vec<u64> = Vec::new();
     let mut spans: Vec<Span> = Vec::new();
     let mut cut_short = None;
@@ -167,21 +217,7 @@ pub fn plan(sources: &[Source], start_us: Option<i64>, end_us: Option<i64>) -> R
             break;
         }
         let gap = prev_end.is_none_or(|p| w_from - p > GAP_US);
-        let delta_clock = out_end[clock] - i128::from(f.dts(from, clock));
-        let shift: Vec<(u32, i64)> = tracks
-            .iter()
-            .enumerate()
-            .map(|(t, tr)| {
-                let ideal = rescale(delta_clock, tracks[clock].timescale, tr.timescale);
-                let rising = out_last[t] + 1 - i128::from(f.dts(from, t));
-                let d = if t == clock {
-                    delta_clock
-                } else {
-                    ideal.max(rising)
-                };
-                (tr.id, i64::try_from(d).unwrap_or(i64::MAX))
-            })
-            .collect();
+        let shift = time.shift(f, from);
         if starts.is_empty() {
             starts = tracks
                 .iter()
@@ -193,7 +229,7 @@ pub fn plan(sources: &[Source], start_us: Option<i64>, end_us: Option<i64>) -> R
                 })
                 .collect();
         }
-        let media_start_us = ticks_to_us(out_end[clock], tracks[clock].timescale);
+        let media_start_us = ticks_to_us(time.end[clock], tracks[clock].timescale);
         if gap {
             spans.push(Span {
                 media_start_us,
@@ -223,15 +259,9 @@ pub fn plan(sources: &[Source], start_us: Option<i64>, end_us: Option<i64>) -> R
             });
             sidx_refs.push((fr.size, f.times(i)));
             needs[file as usize] = fr.offset + fr.size;
-            for (t, &(dts, ticks)) in f.times(i).iter().enumerate() {
-                let end = i128::from(dts) + i128::from(shift[t].1) + i128::from(ticks);
-                out_end[t] = out_end[t].max(end);
-                if ticks > 0 {
-                    out_last[t] = i128::from(f.last_dts(i, t)) + i128::from(shift[t].1);
-                }
-            }
+            time.add(f, i, &shift);
             if let Some(span) = spans.last_mut() {
-                let media_end = ticks_to_us(out_end[clock], tracks[clock].timescale);
+                let media_end = ticks_to_us(time.end[clock], tracks[clock].timescale);
                 span.end_us = span.start_us + (media_end - span.media_start_us);
             }
         }
@@ -249,7 +279,7 @@ pub fn plan(sources: &[Source], start_us: Option<i64>, end_us: Option<i64>) -> R
     ];
     all.append(&mut parts);
     needs[0] = needs[0].max(head.head_len);
-    let duration_us = ticks_to_us(out_end[clock], tracks[clock].timescale);
+    let duration_us = ticks_to_us(time.end[clock], tracks[clock].timescale);
     Ok(Plan {
         start_us: spans.first().map_or(w0, |s| s.start_us),
         end_us: spans.last().map_or(w0, |s| s.end_us),
