@@ -1,26 +1,33 @@
-//! The native MP4 probe: duration, codecs and frame size of a segment, without ffprobe.
+//! The native MP4 probe: duration, codecs and frame size of a segment, without ffprobe; the
+//! fragment index of a file (read incrementally while it grows); `sidx` building and in-place
+//! `moof` rewriting.
 //!
 //! Invariants:
-//! - The file is never read whole: the probe seeks from top-level box to box and reads only
-//!   `moov`, `moof` and `mfra` bodies, each capped in size, so garbage cannot make it allocate
-//!   without bound. Box bodies are decoded by `mp4-atom`.
+//! - Every byte of a file is untrusted. The file is never read whole: the probe seeks from
+//!   box to box and reads only the few leaves it needs, through the bounded reader in
+//!   [`boxes`], so no file, however crafted, makes a probe allocate more than
+//!   [`boxes::PROBE_BUDGET`] or loop longer than its own bytes allow.
 //! - A fragment counts only when its `moof` and all the sample data it points at lie inside the
 //!   file; anything after the last complete fragment makes the result `truncated`.
 //! - A finished fragmented file with an `mfra` index is probed from its first and last fragments
 //!   only, which gives the same answer as walking every fragment.
+//! - A fragment index holds at most [`MAX_FRAG_ENTRIES`] track-fragments.
+
+mod boxes;
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek};
 use std::path::Path;
 
-use mp4_atom::{Atom, Codec, Moof, Moov};
-
 use crate::error::{Error, Result};
+pub use boxes::PROBE_BUDGET;
+use boxes::{BoxHeader, Children, MAX_STSD, MAX_TRACKS, Source, be32};
 
-/// The largest `moov` or `mfra` the probe will read into memory.
-const MAX_INDEX_BOX: u64 = 64 << 20;
-/// The largest `moof` the probe will read into memory.
+/// The largest `moof` accepted (it is read in place, never whole): ours are a few KB.
 const MAX_MOOF: u64 = 16 << 20;
+/// The most (fragment, track) pairs one fragment index may hold: 72 hours of one-second
+/// fragments of two tracks, at about 60 bytes each.
+pub const MAX_FRAG_ENTRIES: usize = 1 << 19;
 
 /// The boxes an MP4 file may start with.
 const FIRST_BOXES: [&[u8; 4]; 7] = [
@@ -334,17 +341,12 @@ pub fn rewrite_moof(
     let children = |b: &[u8], from: usize, to: usize| -> Result<Vec<([u8; 4], usize, usize)>> {
         let mut out = Vec::new();
         let mut at = from;
-        while at + 8 <= to {
-            let size = u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize;
-            if size < 8 || at + size > to {
-                return Err(bad("a box has a bad size"));
+        while let Some((kind, body, end)) = boxes::span(b, at, to).map_err(|e| e.context("moof"))? {
+            if out.len() == boxes::MAX_CHILDREN {
+                return Err(bad("too many boxes"));
             }
-            out.push((
-                [b[at + 4], b[at + 5], b[at + 6], b[at + 7]],
-                at + 8,
-                at + size,
-            ));
-            at += size;
+            out.push((kind, body, end));
+            at = end;
         }
         Ok(out)
     };
@@ -424,17 +426,8 @@ pub fn probe<R: Read + Seek>(r: &mut R, len: u64) -> Result<Probe> {
     p.finish()
 }
 
-struct BoxHeader {
-    kind: [u8; 4],
-    start: u64,
-    body: u64,
-    /// `None` when the box claims to run past the end of the file.
-    end: Option<u64>,
-}
-
 struct Prober<'r, R> {
-    r: &'r mut R,
-    len: u64,
+    src: Source<'r, R>,
     tracks: Vec<Track>,
     fragmented: bool,
     truncated: bool,
@@ -456,11 +449,30 @@ struct Collected {
     last_durs: Vec<u32>,
 }
 
+/// What a `trak` says, as it is read.
+#[derive(Default)]
+struct TrakBoxes {
+    id: Option<u32>,
+    mdhd: Option<(u32, u64)>,
+    handler: [u8; 4],
+    stsd: Option<Vec<u8>>,
+}
+
+/// What one `traf` adds to its track.
+struct TrafSum {
+    track: usize,
+    first_dts: u64,
+    ticks: u64,
+    min_pts: i64,
+    sync: bool,
+    last_dur: u32,
+    data_end: u64,
+}
+
 impl<'r, R: Read + Seek> Prober<'r, R> {
     fn new(r: &'r mut R, len: u64, collect: bool) -> Self {
         Prober {
-            r,
-            len,
+            src: Source::new(r, len),
             tracks: Vec::new(),
             fragmented: false,
             truncated: false,
@@ -471,71 +483,20 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
         }
     }
 
-    fn read_at(&mut self, at: u64, buf: &mut [u8]) -> Result<()> {
-        self.r.seek(SeekFrom::Start(at))?;
-        self.r.read_exact(buf)?;
-        Ok(())
+    fn len(&self) -> u64 {
+        self.src.len
     }
 
-    /// The header of the box at `at`, or `None` when the file ends inside the header.
+    /// The header of the top-level box at `at`, or `None` when the file ends inside it.
     fn header(&mut self, at: u64) -> Result<Option<BoxHeader>> {
-        if self.len - at < 8 {
-            return Ok(None);
-        }
-        let mut h = [0u8; 16];
-        self.read_at(at, &mut h[..8])?;
-        let kind: [u8; 4] = [h[4], h[5], h[6], h[7]];
-        if !kind.iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
-            return Err(Error::corrupt(format!("no MP4 box at byte {at}")));
-        }
-        let (size, body) = match u32::from_be_bytes([h[0], h[1], h[2], h[3]]) {
-            0 => (self.len - at, at + 8),
-            1 => {
-                if self.len - at < 16 {
-                    return Ok(None);
-                }
-                self.read_at(at + 8, &mut h[8..16])?;
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&h[8..16]);
-                (u64::from_be_bytes(b), at + 16)
-            }
-            n => (u64::from(n), at + 8),
-        };
-        if size < body - at {
-            return Err(Error::corrupt(format!(
-                "box {} at byte {at} has a bad size {size}",
-                fourcc(&kind)
-            )));
-        }
-        let end = at.checked_add(size).filter(|&e| e <= self.len);
-        Ok(Some(BoxHeader {
-            kind,
-            start: at,
-            body,
-            end,
-        }))
-    }
-
-    fn body(&mut self, h: &BoxHeader, cap: u64) -> Result<Vec<u8>> {
-        let end = h
-            .end
-            .ok_or_else(|| Error::corrupt("box runs past the end of the file"))?;
-        let n = end - h.body;
-        if n > cap {
-            return Err(Error::corrupt(format!(
-                "{} box of {n} bytes is larger than {cap}",
-                fourcc(&h.kind)
-            )));
-        }
-        let mut buf = vec![0u8; n as usize];
-        self.read_at(h.body, &mut buf)?;
-        Ok(buf)
+        let len = self.len();
+        self.src.header(at, len)
     }
 
     /// Walks the top-level boxes from `at`; stops after the first `moof` when `stop_after_moof`.
     /// Returns the offset where it stopped.
     fn walk(&mut self, mut at: u64, stop_after_moof: Option<()>) -> Result<u64> {
-        while at < self.len {
+        while at < self.len() {
             let Some(h) = self.header(at)? else {
                 if at == 0 {
                     return Err(Error::corrupt(
@@ -552,11 +513,10 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
             }
             match &h.kind {
                 b"moov" => {
-                    if h.end.is_none() {
-                        return Err(Error::corrupt("the file ends inside its moov box"));
-                    }
-                    let body = self.body(&h, MAX_INDEX_BOX)?;
-                    self.moov(&body)?;
+                    let end = h
+                        .end
+                        .ok_or_else(|| Error::corrupt("the file ends inside its moov box"))?;
+                    self.moov(&h, end).map_err(|e| e.context("moov"))?;
                 }
                 b"moof" => {
                     if !self.moov {
@@ -568,7 +528,7 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
                         break;
                     }
                     if stop_after_moof.is_some() {
-                        return Ok(h.end.unwrap_or(self.len));
+                        return Ok(h.end.unwrap_or(self.len()));
                     }
                 }
                 // The fragment index comes last; nothing after it is media.
@@ -586,185 +546,282 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
         Ok(at)
     }
 
-    fn moov(&mut self, body: &[u8]) -> Result<()> {
-        let moov =
-            Moov::decode_body(&mut &body[..]).map_err(|e| Error::corrupt(format!("moov: {e}")))?;
-        self.moov = true;
-        if moov.mvhd.timescale > 0 && moov.mvhd.duration > 0 {
-            self.movie_us = Some(rescale_us(moov.mvhd.duration, moov.mvhd.timescale));
-        }
-        let trex = |id: u32| {
-            moov.mvex
-                .as_ref()
-                .and_then(|m| m.trex.iter().find(|t| t.track_id == id))
-        };
-        self.codec_key.clear();
-        for t in &moov.trak {
-            use mp4_atom::Encode;
-            self.codec_key
-                .extend_from_slice(&t.tkhd.track_id.to_be_bytes());
-            self.codec_key
-                .extend_from_slice(&t.mdia.mdhd.timescale.to_be_bytes());
-            // Encoding into a Vec cannot fail.
-            let _ = t.mdia.minf.stbl.stsd.encode(&mut self.codec_key);
-        }
-        self.tracks = moov
-            .trak
-            .iter()
-            .map(|t| {
-                let codec = t.mdia.minf.stbl.stsd.codecs.first();
-                let kind = match t.mdia.hdlr.handler.as_ref() {
-                    b"vide" => Kind::Video,
-                    b"soun" => Kind::Audio,
-                    _ => Kind::Other,
-                };
-                let visual = codec.and_then(Codec::visual);
-                Track {
-                    id: t.tkhd.track_id,
-                    timescale: t.mdia.mdhd.timescale,
-                    kind,
-                    codec: codec.map(codec_name),
-                    width: visual.map_or(0, |v| u32::from(v.width)),
-                    height: visual.map_or(0, |v| u32::from(v.height)),
-                    default_dur: trex(t.tkhd.track_id).map_or(0, |x| x.default_sample_duration),
-                    default_flags: trex(t.tkhd.track_id).map_or(0, |x| x.default_sample_flags),
-                    plain_ticks: t.mdia.mdhd.duration,
-                    first_ticks: None,
-                    end_ticks: 0,
-                    start_pts: 0,
+    /// Reads the movie header, each track's header, media header, handler and sample
+    /// description, and the fragment defaults; everything else in the `moov` is skipped.
+    fn moov(&mut self, h: &BoxHeader, end: u64) -> Result<()> {
+        let mut movie = None;
+        let mut traks = Vec::new();
+        let mut trex: Vec<(u32, u32, u32)> = Vec::new();
+        let mut kids = Children::of(h, end);
+        while let Some((c, c_end)) = kids.next(&mut self.src)? {
+            match &c.kind {
+                b"mvhd" => {
+                    movie = Some(boxes::timescale_duration(&boxes::versioned(
+                        &mut self.src,
+                        &c,
+                        c_end,
+                        20,
+                    )?));
                 }
-            })
-            .collect();
+                b"trak" => {
+                    if traks.len() == MAX_TRACKS {
+                        return Err(Error::corrupt(format!("more than {MAX_TRACKS} tracks")));
+                    }
+                    let mut t = TrakBoxes::default();
+                    self.trak(&c, c_end, &mut t)?;
+                    traks.push(t);
+                }
+                b"mvex" => {
+                    let mut kids = Children::of(&c, c_end);
+                    while let Some((x, x_end)) = kids.next(&mut self.src)? {
+                        if &x.kind == b"trex" && trex.len() < MAX_TRACKS {
+                            let b = self.src.leaf::<24>(&x, x_end)?;
+                            trex.push((be32(&b[4..]), be32(&b[12..]), be32(&b[20..])));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let (timescale, duration) = movie.ok_or_else(|| Error::corrupt("no mvhd box"))?;
+        self.moov = true;
+        if timescale > 0 && duration > 0 {
+            self.movie_us = Some(rescale_us(duration, timescale));
+        }
+        self.codec_key.clear();
+        self.tracks.clear();
+        for t in traks {
+            let id =
+                t.id.ok_or_else(|| Error::corrupt("a trak has no tkhd box"))?;
+            let (timescale, ticks) = t
+                .mdhd
+                .ok_or_else(|| Error::corrupt(format!("track {id} has no mdhd box")))?;
+            let stsd = t
+                .stsd
+                .ok_or_else(|| Error::corrupt(format!("track {id} has no stsd box")))?;
+            let kind = match &t.handler {
+                b"vide" => Kind::Video,
+                b"soun" => Kind::Audio,
+                _ => Kind::Other,
+            };
+            let entry = boxes::sample_entry(&stsd, kind == Kind::Video);
+            self.codec_key.extend_from_slice(&id.to_be_bytes());
+            self.codec_key.extend_from_slice(&timescale.to_be_bytes());
+            self.codec_key.extend_from_slice(&stsd);
+            let trex = trex.iter().find(|x| x.0 == id);
+            self.tracks.push(Track {
+                id,
+                timescale,
+                kind,
+                codec: entry.codec,
+                width: entry.width,
+                height: entry.height,
+                default_dur: trex.map_or(0, |x| x.1),
+                default_flags: trex.map_or(0, |x| x.2),
+                plain_ticks: ticks,
+                first_ticks: None,
+                end_ticks: 0,
+                start_pts: 0,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads the leaves of a `trak` the probe needs, descending only along
+    /// `trak/mdia/minf/stbl`, so nesting cannot run deep.
+    fn trak(&mut self, h: &BoxHeader, end: u64, t: &mut TrakBoxes) -> Result<()> {
+        let mut kids = Children::of(h, end);
+        while let Some((c, c_end)) = kids.next(&mut self.src)? {
+            match (&h.kind, &c.kind) {
+                (b"trak", b"mdia") | (b"mdia", b"minf") | (b"minf", b"stbl") => {
+                    self.trak(&c, c_end, t)?;
+                }
+                (b"trak", b"tkhd") => {
+                    let b = boxes::versioned(&mut self.src, &c, c_end, 16)?;
+                    t.id = Some(boxes::tkhd_track_id(&b));
+                }
+                (b"mdia", b"mdhd") => {
+                    let b = boxes::versioned(&mut self.src, &c, c_end, 20)?;
+                    t.mdhd = Some(boxes::timescale_duration(&b));
+                }
+                (b"mdia", b"hdlr") => {
+                    let b = self.src.leaf::<12>(&c, c_end)?;
+                    t.handler = [b[8], b[9], b[10], b[11]];
+                }
+                (b"stbl", b"stsd") => t.stsd = Some(self.src.body(&c, c_end, MAX_STSD)?),
+                _ => {}
+            }
+        }
         Ok(())
     }
 
     /// Accounts one fragment. Returns false when it is incomplete (its box or its sample data
     /// runs past the end of the file), in which case nothing of it is counted.
     fn moof(&mut self, h: &BoxHeader) -> Result<bool> {
-        if h.end.is_none() {
+        let Some(end) = h.end else {
             return Ok(false);
+        };
+        if end - h.body > MAX_MOOF {
+            return Err(Error::corrupt(format!(
+                "moof at byte {} is larger than {MAX_MOOF} bytes",
+                h.start
+            )));
         }
-        let body = self.body(h, MAX_MOOF)?;
-        let moof = Moof::decode_body(&mut &body[..])
-            .map_err(|e| Error::corrupt(format!("moof at byte {}: {e}", h.start)))?;
-        let mut updates = Vec::with_capacity(moof.traf.len());
-        let mut moof_data_end = h.end.unwrap_or(self.len);
-        for traf in &moof.traf {
-            let Some(ti) = self.tracks.iter().position(|t| t.id == traf.tfhd.track_id) else {
-                return Err(Error::corrupt(format!(
-                    "moof at byte {} names unknown track {}",
-                    h.start, traf.tfhd.track_id
-                )));
-            };
-            let base = traf.tfhd.base_data_offset.unwrap_or(h.start);
-            let default_dur = traf
-                .tfhd
-                .default_sample_duration
-                .unwrap_or(self.tracks[ti].default_dur);
-            let default_size = traf.tfhd.default_sample_size.unwrap_or(0);
-            let default_flags = traf
-                .tfhd
-                .default_sample_flags
-                .unwrap_or(self.tracks[ti].default_flags);
-            let mut ticks = 0u64;
-            let mut data_end = 0u64;
-            let first_dts = traf
-                .tfdt
-                .as_ref()
-                .map_or(self.tracks[ti].end_ticks, |t| t.base_media_decode_time);
-            let mut min_pts = i64::MAX;
-            let mut first_flags = None;
-            let mut last_dur = 0u32;
-            for trun in &traf.trun {
-                let mut run_bytes = 0u64;
-                for s in trun.samples.iter() {
-                    first_flags.get_or_insert(s.flags.unwrap_or(default_flags));
-                    last_dur = s.duration.unwrap_or(default_dur);
-                    let dts = i64::try_from(first_dts.saturating_add(ticks)).unwrap_or(i64::MAX);
-                    min_pts = min_pts.min(dts.saturating_add(s.cts.unwrap_or(0)));
-                    ticks = ticks.saturating_add(u64::from(s.duration.unwrap_or(default_dur)));
-                    run_bytes = run_bytes.saturating_add(u64::from(s.size.unwrap_or(default_size)));
-                }
-                let start = base
-                    .checked_add_signed(i64::from(trun.data_offset.unwrap_or(0)))
-                    .unwrap_or(u64::MAX);
-                data_end = data_end.max(start.saturating_add(run_bytes));
+        let at = |e: Error| e.context(format!("moof at byte {}", h.start));
+        let mut updates = Vec::with_capacity(self.tracks.len());
+        let mut moof_data_end = end;
+        let mut kids = Children::of(h, end);
+        while let Some((c, c_end)) = kids.next(&mut self.src).map_err(at)? {
+            if &c.kind != b"traf" {
+                continue;
             }
-            if data_end > self.len {
+            let Some(u) = self.traf(h, &c, c_end).map_err(at)? else {
                 return Ok(false);
-            }
-            moof_data_end = moof_data_end.max(data_end);
-            // The sample flags' sample_is_non_sync_sample bit.
-            let sync = first_flags.is_some_and(|f| f & 0x0001_0000 == 0);
-            updates.push((ti, first_dts, ticks, min_pts, sync, last_dur));
+            };
+            moof_data_end = moof_data_end.max(u.data_end);
+            updates.push(u);
         }
         if let Some(c) = &mut self.collect {
+            if (c.frags.len() + 1) * self.tracks.len().max(1) > MAX_FRAG_ENTRIES {
+                return Err(Error::corrupt(format!(
+                    "more fragments than the {MAX_FRAG_ENTRIES} track-fragments one file may hold"
+                )));
+            }
             let has_video = self.tracks.iter().any(|t| t.kind == Kind::Video);
             let key = !has_video
                 || updates
                     .iter()
-                    .any(|u| self.tracks[u.0].kind == Kind::Video && u.4);
+                    .any(|u| self.tracks[u.track].kind == Kind::Video && u.sync);
             let base = c.times.len();
             c.times.extend(self.tracks.iter().map(|t| (t.end_ticks, 0)));
             c.last_durs.extend(self.tracks.iter().map(|_| 0));
-            for (ti, start, ticks, _, _, last_dur) in &updates {
-                let slot = &mut c.times[base + ti];
+            for u in &updates {
+                let slot = &mut c.times[base + u.track];
                 if slot.1 == 0 {
-                    slot.0 = *start;
+                    slot.0 = u.first_dts;
                 }
-                slot.1 = slot.1.saturating_add(*ticks);
-                if *ticks > 0 {
-                    c.last_durs[base + ti] = *last_dur;
+                slot.1 = slot.1.saturating_add(u.ticks);
+                if u.ticks > 0 {
+                    c.last_durs[base + u.track] = u.last_dur;
                 }
             }
             c.frags.push(Fragment {
                 offset: h.start,
                 size: 0,
-                moof_len: u32::try_from(h.end.unwrap_or(h.start) - h.start).unwrap_or(u32::MAX),
+                moof_len: u32::try_from(end - h.start).unwrap_or(u32::MAX),
                 key,
             });
             c.data_ends.push(moof_data_end);
         }
-        for (ti, start, ticks, min_pts, _, _) in updates {
-            let t = &mut self.tracks[ti];
+        for u in updates {
+            let t = &mut self.tracks[u.track];
             if t.first_ticks.is_none() {
-                t.first_ticks = Some(start);
-                t.start_pts = if min_pts == i64::MAX {
-                    i64::try_from(start).unwrap_or(0)
+                t.first_ticks = Some(u.first_dts);
+                t.start_pts = if u.min_pts == i64::MAX {
+                    i64::try_from(u.first_dts).unwrap_or(0)
                 } else {
-                    min_pts
+                    u.min_pts
                 };
             }
-            t.end_ticks = t.end_ticks.max(start.saturating_add(ticks));
+            t.end_ticks = t.end_ticks.max(u.first_dts.saturating_add(u.ticks));
         }
         Ok(true)
+    }
+
+    /// Sums one `traf`: its track, decode time, duration and where its sample data ends.
+    /// `None` when that data runs past the end of the file.
+    fn traf(&mut self, moof: &BoxHeader, h: &BoxHeader, end: u64) -> Result<Option<TrafSum>> {
+        let mut tfhd = None;
+        let mut tfdt = None;
+        let mut kids = Children::of(h, end);
+        while let Some((c, c_end)) = kids.next(&mut self.src)? {
+            match &c.kind {
+                b"tfhd" => tfhd = Some(boxes::tfhd(&mut self.src, &c, c_end)?),
+                b"tfdt" => tfdt = Some(boxes::tfdt(&mut self.src, &c, c_end)?),
+                _ => {}
+            }
+        }
+        let tfhd = tfhd.ok_or_else(|| Error::corrupt("a traf has no tfhd box"))?;
+        let Some(ti) = self.tracks.iter().position(|t| t.id == tfhd.track_id) else {
+            return Err(Error::corrupt(format!(
+                "it names unknown track {}",
+                tfhd.track_id
+            )));
+        };
+        let track = &self.tracks[ti];
+        let defaults = boxes::Defaults {
+            duration: tfhd.default_duration.unwrap_or(track.default_dur),
+            size: tfhd.default_size.unwrap_or(0),
+            flags: tfhd.default_flags.unwrap_or(track.default_flags),
+        };
+        let first_dts = tfdt.unwrap_or(track.end_ticks);
+        let base = tfhd.base_data_offset.unwrap_or(moof.start);
+        let mut sum = TrafSum {
+            track: ti,
+            first_dts,
+            ticks: 0,
+            min_pts: i64::MAX,
+            sync: false,
+            last_dur: 0,
+            data_end: 0,
+        };
+        let mut first_flags = None;
+        // A run without a data offset follows the one before it.
+        let mut next_data = base;
+        let mut kids = Children::of(h, end);
+        while let Some((c, c_end)) = kids.next(&mut self.src)? {
+            if &c.kind != b"trun" {
+                continue;
+            }
+            let run = boxes::trun(&mut self.src, &c, c_end, defaults)?;
+            if run.samples > 0 {
+                first_flags = first_flags.or(run.first_flags);
+                sum.last_dur = run.last_duration;
+                let run_dts =
+                    i64::try_from(first_dts.saturating_add(sum.ticks)).unwrap_or(i64::MAX);
+                sum.min_pts = sum.min_pts.min(run_dts.saturating_add(run.min_cts));
+            }
+            sum.ticks = sum.ticks.saturating_add(run.ticks);
+            let start = match run.data_offset {
+                Some(o) => base.checked_add_signed(i64::from(o)).unwrap_or(u64::MAX),
+                None => next_data,
+            };
+            next_data = start.saturating_add(run.bytes);
+            sum.data_end = sum.data_end.max(next_data);
+        }
+        if sum.data_end > self.len() {
+            return Ok(None);
+        }
+        // The sample flags' sample_is_non_sync_sample bit.
+        sum.sync = first_flags.is_some_and(|f| f & 0x0001_0000 == 0);
+        Ok(Some(sum))
     }
 
     /// The fast path for a finished fragmented file: read the start up to the first fragment,
     /// then only each track's last fragment, found through `mfra`. Returns false when the file
     /// has no usable `mfra`, so the caller walks it instead.
     fn probe_with_mfra(&mut self) -> Result<bool> {
-        if self.len < 16 {
+        if self.len() < 16 {
             return Ok(false);
         }
         let mut tail = [0u8; 16];
-        self.read_at(self.len - 16, &mut tail)?;
+        self.src.read_at(self.len() - 16, &mut tail)?;
         if &tail[0..8] != b"\0\0\0\x10mfro" {
             return Ok(false);
         }
         let mfra_size = u64::from(u32::from_be_bytes([tail[12], tail[13], tail[14], tail[15]]));
-        let Some(mfra_at) = self.len.checked_sub(mfra_size) else {
+        let Some(mfra_at) = self.len().checked_sub(mfra_size) else {
             return Ok(false);
         };
         let Some(h) = self.header(mfra_at)? else {
             return Ok(false);
         };
-        if &h.kind != b"mfra" || h.end != Some(self.len) {
+        if &h.kind != b"mfra" || h.end != Some(self.len()) {
             return Ok(false);
         }
         let mut last_by_track: Vec<(u32, u64)> = Vec::new();
         let mut at = h.body;
-        while at < self.len - 16 {
+        while at < self.len() - 16 {
             let Some(child) = self.header(at)? else {
                 return Ok(false);
             };
@@ -808,7 +865,7 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
             if &h.kind != b"moof" || !self.moof(&h)? {
                 return Ok(false);
             }
-            last_end = h.end.unwrap_or(self.len);
+            last_end = h.end.unwrap_or(self.len());
         }
         // The index lists only fragments that start with a sync sample; the last one it lists
         // must also be the last in the file, or the file is walked instead.
@@ -825,7 +882,7 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
             return Ok(None);
         }
         let mut head = [0u8; 16];
-        self.read_at(h.body, &mut head)?;
+        self.src.read_at(h.body, &mut head)?;
         let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
         let version = head[0];
         let track_id = be32(&head[4..8]);
@@ -841,10 +898,10 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
         let mut moof = [0u8; 8];
         let at = h.body + 16 + (count - 1) * entry + field;
         let moof = if version == 1 {
-            self.read_at(at, &mut moof)?;
+            self.src.read_at(at, &mut moof)?;
             u64::from_be_bytes(moof)
         } else {
-            self.read_at(at, &mut moof[..4])?;
+            self.src.read_at(at, &mut moof[..4])?;
             u64::from(be32(&moof[..4]))
         };
         Ok(Some((track_id, moof)))
@@ -914,43 +971,6 @@ fn rescale_signed_us(ticks: i64, timescale: u32) -> i64 {
     if ticks < 0 { -us } else { us }
 }
 
-fn fourcc(k: &[u8; 4]) -> String {
-    String::from_utf8_lossy(k).into_owned()
-}
-
-/// The codec's name as ffprobe spells it.
-fn codec_name(c: &Codec) -> String {
-    match c {
-        Codec::Avc1(_) | Codec::Avc3(_) => "h264",
-        Codec::Hev1(_) | Codec::Hvc1(_) => "hevc",
-        Codec::Vp08(_) => "vp8",
-        Codec::Vp09(_) => "vp9",
-        Codec::Av01(_) => "av1",
-        Codec::Jpeg(_) => "mjpeg",
-        // MPEG-1/2 audio in an MP4 is an mp4a entry with these object types.
-        Codec::Mp4a(a)
-            if matches!(
-                a.esds.es_desc.dec_config.object_type_indication,
-                0x69 | 0x6B
-            ) =>
-        {
-            "mp3"
-        }
-        Codec::Mp4a(_) => "aac",
-        Codec::Mp3(_) => "mp3",
-        Codec::Opus(_) => "opus",
-        Codec::Flac(_) => "flac",
-        Codec::Ac3(_) => "ac3",
-        Codec::Eac3(_) => "eac3",
-        Codec::Samr(_) => "amr_nb",
-        Codec::Ipcm(_) | Codec::Fpcm(_) | Codec::Sowt(_) | Codec::Twos(_) | Codec::Lpcm(_) => "pcm",
-        Codec::In24(_) | Codec::In32(_) | Codec::Fl32(_) | Codec::Fl64(_) | Codec::S16l(_) => "pcm",
-        Codec::Unknown(k, _) => return k.to_string(),
-        _ => "other",
-    }
-    .to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -979,7 +999,7 @@ mod tests {
 
     #[test]
     fn a_moof_is_rewritten_in_place() {
-        use mp4_atom::{Decode, Encode, Mfhd, Tfdt, Tfhd, Traf};
+        use mp4_atom::{Decode, Encode, Mfhd, Moof, Tfdt, Tfhd, Traf};
         let traf = |track_id, base: Option<u64>, dts| Traf {
             tfhd: Tfhd {
                 track_id,

@@ -1,0 +1,611 @@
+//! Bounded reading of MP4 box trees from untrusted bytes.
+//!
+//! Invariants:
+//! - Nothing here allocates in proportion to a number read from the file. Bytes are read
+//!   through one fixed [`WINDOW`]; the only body read whole is a sample description (`stsd`),
+//!   capped at [`MAX_STSD`]. A probe therefore allocates at most [`PROBE_BUDGET`] bytes,
+//!   whatever the file says.
+//! - Every count is checked against the bytes of its box before it is used, and a loop over
+//!   per-entry data runs only over entries that exist in the file.
+//! - Only the leaves the probe needs are read (`mvhd`, `tkhd`, `mdhd`, `hdlr`, `stsd`, `trex`,
+//!   `tfhd`, `tfdt`, `trun`); every other box (sample tables, sample groups, user data…) is
+//!   skipped by its size, unread.
+//! - A container has at most [`MAX_CHILDREN`] children, so a crafted box cannot make a walk
+//!   take long either.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use crate::error::{Error, Result};
+
+/// The bytes read from the file at once: headers, leaves and `trun` entries come through it.
+pub const WINDOW: usize = 4096;
+/// The largest sample description (`stsd`) read: a camera's is a few hundred bytes.
+pub const MAX_STSD: u64 = 64 << 10;
+/// The most tracks a file may have: a camera's segment has one to three.
+pub const MAX_TRACKS: usize = 16;
+/// The most children one box may have: real files have a handful.
+pub const MAX_CHILDREN: usize = 1024;
+/// An upper bound on what one probe allocates: the window and every track's description.
+pub const PROBE_BUDGET: u64 = WINDOW as u64 + MAX_TRACKS as u64 * (MAX_STSD + 256);
+
+/// One box's place in the file.
+#[derive(Debug, Clone, Copy)]
+pub struct BoxHeader {
+    pub kind: [u8; 4],
+    pub start: u64,
+    pub body: u64,
+    /// `None` when the box claims to run past the end of what may be read.
+    pub end: Option<u64>,
+}
+
+impl BoxHeader {
+    pub fn name(&self) -> String {
+        fourcc(&self.kind)
+    }
+}
+
+/// The first `len` bytes of a reader, read through one small window.
+pub struct Source<'r, R> {
+    r: &'r mut R,
+    pub len: u64,
+    win_at: u64,
+    win: Vec<u8>,
+}
+
+impl<'r, R: Read + Seek> Source<'r, R> {
+    pub fn new(r: &'r mut R, len: u64) -> Self {
+        Source {
+            r,
+            len,
+            win_at: 0,
+            win: Vec::new(),
+        }
+    }
+
+    /// Fills `out` from offset `at`, which must lie within the first `len` bytes.
+    pub fn read_at(&mut self, at: u64, out: &mut [u8]) -> Result<()> {
+        let n = out.len() as u64;
+        if at.checked_add(n).is_none_or(|e| e > self.len) {
+            return Err(Error::corrupt(format!("read past the end at byte {at}")));
+        }
+        let win_end = self.win_at + self.win.len() as u64;
+        if at >= self.win_at && at + n <= win_end {
+            let from = (at - self.win_at) as usize;
+            out.copy_from_slice(&self.win[from..from + out.len()]);
+            return Ok(());
+        }
+        self.r.seek(SeekFrom::Start(at))?;
+        if out.len() >= WINDOW {
+            self.r.read_exact(out)?;
+            return Ok(());
+        }
+        let fill = (self.len - at).min(WINDOW as u64) as usize;
+        self.win.resize(fill, 0);
+        self.win_at = at;
+        if let Err(e) = self.r.read_exact(&mut self.win) {
+            self.win.clear();
+            return Err(e.into());
+        }
+        out.copy_from_slice(&self.win[..out.len()]);
+        Ok(())
+    }
+
+    pub fn u32_at(&mut self, at: u64) -> Result<u32> {
+        let mut b = [0u8; 4];
+        self.read_at(at, &mut b)?;
+        Ok(u32::from_be_bytes(b))
+    }
+
+    /// The header of the box at `at`, which must end by `limit`. `Ok(None)` when `limit`
+    /// comes inside the header itself.
+    pub fn header(&mut self, at: u64, limit: u64) -> Result<Option<BoxHeader>> {
+        if limit.saturating_sub(at) < 8 {
+            return Ok(None);
+        }
+        let mut h = [0u8; 8];
+        self.read_at(at, &mut h)?;
+        let kind: [u8; 4] = [h[4], h[5], h[6], h[7]];
+        if !kind.iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
+            return Err(Error::corrupt(format!("no MP4 box at byte {at}")));
+        }
+        let (size, body) = match u32::from_be_bytes([h[0], h[1], h[2], h[3]]) {
+            0 => (limit - at, at + 8),
+            1 => {
+                if limit - at < 16 {
+                    return Ok(None);
+                }
+                let mut b = [0u8; 8];
+                self.read_at(at + 8, &mut b)?;
+                (u64::from_be_bytes(b), at + 16)
+            }
+            n => (u64::from(n), at + 8),
+        };
+        if size < body - at {
+            return Err(Error::corrupt(format!(
+                "box {} at byte {at} has a bad size {size}",
+                fourcc(&kind)
+            )));
+        }
+        let end = at.checked_add(size).filter(|&e| e <= limit);
+        Ok(Some(BoxHeader {
+            kind,
+            start: at,
+            body,
+            end,
+        }))
+    }
+
+    /// Reads the first `N` bytes of a leaf's body; a shorter body is an error.
+    pub fn leaf<const N: usize>(&mut self, h: &BoxHeader, end: u64) -> Result<[u8; N]> {
+        if end - h.body < N as u64 {
+            return Err(Error::corrupt(format!(
+                "{} box at byte {} is too short",
+                h.name(),
+                h.start
+            )));
+        }
+        let mut b = [0u8; N];
+        self.read_at(h.body, &mut b)?;
+        Ok(b)
+    }
+
+    /// Reads a whole body of at most `cap` bytes.
+    pub fn body(&mut self, h: &BoxHeader, end: u64, cap: u64) -> Result<Vec<u8>> {
+        let n = end - h.body;
+        if n > cap {
+            return Err(Error::corrupt(format!(
+                "{} box of {n} bytes is larger than {cap}",
+                h.name()
+            )));
+        }
+        let mut buf = vec![0u8; n as usize];
+        self.read_at(h.body, &mut buf)?;
+        Ok(buf)
+    }
+}
+
+/// Walks the children of a box whose body is `[at, end)`, by reading their headers.
+pub struct Children {
+    at: u64,
+    end: u64,
+    seen: usize,
+    parent: [u8; 4],
+}
+
+impl Children {
+    pub fn of(h: &BoxHeader, end: u64) -> Self {
+        Children {
+            at: h.body,
+            end,
+            seen: 0,
+            parent: h.kind,
+        }
+    }
+
+    /// The next child and where it ends. Trailing bytes too few for a header are ignored, as
+    /// players do; a child that runs past its parent is an error.
+    pub fn next<R: Read + Seek>(
+        &mut self,
+        src: &mut Source<'_, R>,
+    ) -> Result<Option<(BoxHeader, u64)>> {
+        let Some(h) = src.header(self.at, self.end)? else {
+            return Ok(None);
+        };
+        self.seen += 1;
+        if self.seen > MAX_CHILDREN {
+            return Err(Error::corrupt(format!(
+                "{} box has more than {MAX_CHILDREN} children",
+                fourcc(&self.parent)
+            )));
+        }
+        let end = h.end.ok_or_else(|| {
+            Error::corrupt(format!(
+                "{} box at byte {} runs past its {} box",
+                h.name(),
+                h.start,
+                fourcc(&self.parent)
+            ))
+        })?;
+        self.at = end;
+        Ok(Some((h, end)))
+    }
+}
+
+/// The box at `at` in `b[..to]`, as `(kind, body start, end)`; `None` when fewer than 8 bytes
+/// are left; an error when its size is bad.
+pub fn span(b: &[u8], at: usize, to: usize) -> Result<Option<([u8; 4], usize, usize)>> {
+    let Some(h) = b.get(at..to).filter(|r| r.len() >= 8) else {
+        return Ok(None);
+    };
+    let size = match be32(h) {
+        0 => h.len(),
+        n => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    if size < 8 || size > h.len() {
+        return Err(Error::corrupt(format!("a box at byte {at} has a bad size")));
+    }
+    Ok(Some(([h[4], h[5], h[6], h[7]], at + 8, at + size)))
+}
+
+/// The child boxes of an in-memory body, as `(kind, body)`; stops at the first malformed one
+/// or after [`MAX_CHILDREN`].
+pub fn children(b: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let (kind, body, end) = span(b, at, b.len()).ok()??;
+        at = end;
+        Some((kind, &b[body..end]))
+    })
+    .take(MAX_CHILDREN)
+}
+
+pub fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn be64(b: &[u8]) -> u64 {
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// `(timescale, duration)` from an `mvhd` or `mdhd` body's start (32 bytes, zero-padded).
+pub fn timescale_duration(b: &[u8; 32]) -> (u32, u64) {
+    if b[0] == 1 {
+        (be32(&b[20..]), be64(&b[24..]))
+    } else {
+        (be32(&b[12..]), u64::from(be32(&b[16..])))
+    }
+}
+
+/// Reads the first bytes of a version 0 or 1 full box whose fields after the version grow
+/// from `v0` to `v1` bytes: a version 1 body must have `v1` bytes, a version 0 one `v0`.
+pub fn versioned<R: Read + Seek, const N: usize>(
+    src: &mut Source<'_, R>,
+    h: &BoxHeader,
+    end: u64,
+    v0: u64,
+) -> Result<[u8; N]> {
+    let avail = end - h.body;
+    let mut b = [0u8; N];
+    let version = src.leaf::<1>(h, end)?[0];
+    let need = if version == 1 { N as u64 } else { v0 };
+    if avail < need {
+        return Err(Error::corrupt(format!(
+            "{} box at byte {} is too short",
+            h.name(),
+            h.start
+        )));
+    }
+    src.read_at(h.body, &mut b[..need as usize])?;
+    Ok(b)
+}
+
+/// The track id in a `tkhd` body's start (24 bytes, zero-padded).
+pub fn tkhd_track_id(b: &[u8; 24]) -> u32 {
+    if b[0] == 1 {
+        be32(&b[20..])
+    } else {
+        be32(&b[12..])
+    }
+}
+
+/// What a sample description says of a track: its codec and frame size.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SampleEntry {
+    pub codec: Option<String>,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The first sample entry of an `stsd` body, named as ffprobe names codecs.
+pub fn sample_entry(stsd: &[u8], video: bool) -> SampleEntry {
+    // Full box header, entry count, then the entries.
+    let Some((kind, body)) = stsd.get(8..).and_then(|b| children(b).next()) else {
+        return SampleEntry::default();
+    };
+    let (width, height) = match body.get(24..28) {
+        Some(wh) if video => (
+            u32::from(u16::from_be_bytes([wh[0], wh[1]])),
+            u32::from(u16::from_be_bytes([wh[2], wh[3]])),
+        ),
+        _ => (0, 0),
+    };
+    let name = match &kind {
+        b"avc1" | b"avc3" => "h264",
+        b"hvc1" | b"hev1" => "hevc",
+        b"vp08" => "vp8",
+        b"vp09" => "vp9",
+        b"av01" => "av1",
+        b"jpeg" | b"mjpa" | b"mjpb" => "mjpeg",
+        b"mp4a" => match mp4a_object_type(body) {
+            // MPEG-1/2 audio in an MP4 is an mp4a entry with these object types.
+            Some(0x69 | 0x6B) => "mp3",
+            _ => "aac",
+        },
+        b".mp3" => "mp3",
+        b"Opus" => "opus",
+        b"fLaC" => "flac",
+        b"ac-3" => "ac3",
+        b"ec-3" => "eac3",
+        b"samr" => "amr_nb",
+        b"ipcm" | b"fpcm" | b"sowt" | b"twos" | b"lpcm" | b"in24" | b"in32" | b"fl32" | b"fl64"
+        | b"s16l" => "pcm",
+        _ => {
+            return SampleEntry {
+                codec: Some(fourcc(&kind)),
+                width,
+                height,
+            };
+        }
+    };
+    SampleEntry {
+        codec: Some(name.to_owned()),
+        width,
+        height,
+    }
+}
+
+/// The `objectTypeIndication` of an `mp4a` entry's `esds`, if it has one.
+fn mp4a_object_type(entry: &[u8]) -> Option<u8> {
+    // A sound sample entry: 28 bytes, 16 more in QuickTime's version 1, 36 more in version 2.
+    let skip = match entry.get(8..10)? {
+        [0, 1] => 44,
+        [0, 2] => 64,
+        _ => 28,
+    };
+    let kids = entry.get(skip..)?;
+    let esds = children(kids).find_map(|(k, b)| match &k {
+        b"esds" => Some(b),
+        // QuickTime wraps it in a `wave` box.
+        b"wave" => children(b).find_map(|(k, b)| (&k == b"esds").then_some(b)),
+        _ => None,
+    })?;
+    // Full box header, then an ES_Descriptor (tag 3) holding a DecoderConfigDescriptor (tag 4).
+    let (tag, es) = descriptor(esds.get(4..)?)?;
+    if tag != 3 {
+        return None;
+    }
+    let flags = *es.get(2)?;
+    let mut at = 3;
+    if flags & 0x80 != 0 {
+        at += 2;
+    }
+    if flags & 0x40 != 0 {
+        at += 1 + usize::from(*es.get(at)?);
+    }
+    if flags & 0x20 != 0 {
+        at += 2;
+    }
+    let mut rest = es.get(at..)?;
+    while !rest.is_empty() {
+        let (tag, body) = descriptor(rest)?;
+        if tag == 4 {
+            return body.first().copied();
+        }
+        let used = body.as_ptr() as usize - rest.as_ptr() as usize + body.len();
+        rest = &rest[used..];
+    }
+    None
+}
+
+/// A descriptor's tag and body: a tag byte, a size of up to four 7-bit bytes, the body.
+fn descriptor(b: &[u8]) -> Option<(u8, &[u8])> {
+    let tag = *b.first()?;
+    let mut size = 0usize;
+    let mut at = 1;
+    loop {
+        let c = *b.get(at)?;
+        at += 1;
+        size = (size << 7) | usize::from(c & 0x7F);
+        if c & 0x80 == 0 {
+            break;
+        }
+        if at > 4 {
+            return None;
+        }
+    }
+    Some((tag, b.get(at..at.checked_add(size)?)?))
+}
+
+/// A `tfhd`: the track and the defaults its runs inherit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tfhd {
+    pub track_id: u32,
+    pub base_data_offset: Option<u64>,
+    pub default_duration: Option<u32>,
+    pub default_size: Option<u32>,
+    pub default_flags: Option<u32>,
+}
+
+pub fn tfhd<R: Read + Seek>(src: &mut Source<'_, R>, h: &BoxHeader, end: u64) -> Result<Tfhd> {
+    let head = src.leaf::<8>(h, end)?;
+    let flags = be32(&head) & 0x00FF_FFFF;
+    let mut at = h.body + 8;
+    let mut field = |src: &mut Source<'_, R>, present: bool, n: u64| -> Result<Option<u64>> {
+        if !present {
+            return Ok(None);
+        }
+        if at + n > end {
+            return Err(Error::corrupt(format!(
+                "tfhd at byte {} is too short",
+                h.start
+            )));
+        }
+        let mut b = [0u8; 8];
+        src.read_at(at, &mut b[..n as usize])?;
+        at += n;
+        Ok(Some(if n == 8 {
+            be64(&b)
+        } else {
+            u64::from(be32(&b))
+        }))
+    };
+    let base_data_offset = field(src, flags & 0x01 != 0, 8)?;
+    field(src, flags & 0x02 != 0, 4)?;
+    let as32 = |v: Option<u64>| v.map(|v| v as u32);
+    let default_duration = as32(field(src, flags & 0x08 != 0, 4)?);
+    let default_size = as32(field(src, flags & 0x10 != 0, 4)?);
+    let default_flags = as32(field(src, flags & 0x20 != 0, 4)?);
+    Ok(Tfhd {
+        track_id: be32(&head[4..]),
+        base_data_offset,
+        default_duration,
+        default_size,
+        default_flags,
+    })
+}
+
+/// A `tfdt`'s base media decode time.
+pub fn tfdt<R: Read + Seek>(src: &mut Source<'_, R>, h: &BoxHeader, end: u64) -> Result<u64> {
+    let b = versioned::<R, 12>(src, h, end, 8)?;
+    Ok(if b[0] == 1 {
+        be64(&b[4..])
+    } else {
+        u64::from(be32(&b[4..]))
+    })
+}
+
+/// The defaults a run's samples fall back on.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    pub duration: u32,
+    pub size: u32,
+    pub flags: u32,
+}
+
+/// What one `trun` adds up to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Run {
+    pub data_offset: Option<i32>,
+    pub samples: u64,
+    pub ticks: u64,
+    pub bytes: u64,
+    /// The flags of its first sample.
+    pub first_flags: Option<u32>,
+    pub last_duration: u32,
+    /// The smallest composition offset (0 when the run has none).
+    pub min_cts: i64,
+}
+
+/// Adds up a `trun` without keeping its samples. A run with per-sample fields must hold every
+/// one of its entries; one without them is summed in closed form, whatever its count.
+pub fn trun<R: Read + Seek>(
+    src: &mut Source<'_, R>,
+    h: &BoxHeader,
+    end: u64,
+    d: Defaults,
+) -> Result<Run> {
+    let short = || Error::corrupt(format!("trun at byte {} is too short", h.start));
+    let head = src.leaf::<8>(h, end)?;
+    let version = head[0];
+    let flags = be32(&head) & 0x00FF_FFFF;
+    let count = be32(&head[4..]);
+    let mut at = h.body + 8;
+    let mut word = |src: &mut Source<'_, R>| -> Result<u32> {
+        if at + 4 > end {
+            return Err(short());
+        }
+        let v = src.u32_at(at)?;
+        at += 4;
+        Ok(v)
+    };
+    let data_offset = if flags & 0x01 != 0 {
+        Some(word(src)? as i32)
+    } else {
+        None
+    };
+    let first_flags = if flags & 0x04 != 0 {
+        Some(word(src)?)
+    } else {
+        None
+    };
+    let has = |bit: u32| flags & bit != 0;
+    let (has_dur, has_size, has_flags, has_cts) = (has(0x100), has(0x200), has(0x400), has(0x800));
+    let entry = 4 * u64::from(
+        u8::from(has_dur) + u8::from(has_size) + u8::from(has_flags) + u8::from(has_cts),
+    );
+    let mut run = Run {
+        data_offset,
+        samples: u64::from(count),
+        ..Run::default()
+    };
+    if count == 0 {
+        return Ok(run);
+    }
+    if entry == 0 {
+        run.ticks = u64::from(count) * u64::from(d.duration);
+        run.bytes = u64::from(count) * u64::from(d.size);
+        run.first_flags = Some(first_flags.unwrap_or(d.flags));
+        run.last_duration = d.duration;
+        return Ok(run);
+    }
+    if u64::from(count) * entry > end - at {
+        return Err(Error::corrupt(format!(
+            "trun at byte {} claims {count} samples that its {} bytes cannot hold",
+            h.start,
+            end - h.body
+        )));
+    }
+    let mut buf = [0u8; 4080];
+    let per_chunk = buf.len() / entry as usize;
+    let mut left = count as usize;
+    let mut min_cts = i64::MAX;
+    let mut first = true;
+    while left > 0 {
+        let n = left.min(per_chunk);
+        let chunk = &mut buf[..n * entry as usize];
+        src.read_at(at, chunk)?;
+        at += chunk.len() as u64;
+        left -= n;
+        for e in chunk.chunks_exact(entry as usize) {
+            let mut f = 0;
+            let mut next = || {
+                f += 4;
+                be32(&e[f - 4..f])
+            };
+            let dur = if has_dur { next() } else { d.duration };
+            let size = if has_size { next() } else { d.size };
+            let sample_flags = if has_flags {
+                next()
+            } else if first {
+                first_flags.unwrap_or(d.flags)
+            } else {
+                d.flags
+            };
+            let cts = if !has_cts {
+                0
+            } else if version == 0 {
+                i64::from(next())
+            } else {
+                i64::from(next() as i32)
+            };
+            if first {
+                run.first_flags = Some(sample_flags);
+                first = false;
+            }
+            // Presentation time of this sample relative to the run's first decode time.
+            min_cts = min_cts.min(
+                i64::try_from(run.ticks)
+                    .unwrap_or(i64::MAX)
+                    .saturating_add(cts),
+            );
+            run.ticks = run.ticks.saturating_add(u64::from(dur));
+            run.bytes = run.bytes.saturating_add(u64::from(size));
+            run.last_duration = dur;
+        }
+    }
+    run.min_cts = min_cts;
+    Ok(run)
+}
+
+/// A fourcc as text, with anything unprintable shown as `?`.
+pub fn fourcc(k: &[u8; 4]) -> String {
+    k.iter()
+        .map(|&c| {
+            if c.is_ascii_graphic() || c == b' ' {
+                c as char
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
