@@ -62,8 +62,9 @@ struct Track {
     codec: Option<String>,
     width: u32,
     height: u32,
-    /// `trex` default sample duration and flags.
+    /// `trex` default sample duration, size and flags.
     default_dur: u32,
+    default_size: u32,
     default_flags: u32,
     /// Plain MP4: `mdhd`'s duration.
     plain_ticks: u64,
@@ -551,7 +552,7 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
     fn moov(&mut self, h: &BoxHeader, end: u64) -> Result<()> {
         let mut movie = None;
         let mut traks = Vec::new();
-        let mut trex: Vec<(u32, u32, u32)> = Vec::new();
+        let mut trex: Vec<[u8; 24]> = Vec::new();
         let mut kids = Children::of(h, end);
         while let Some((c, c_end)) = kids.next(&mut self.src)? {
             match &c.kind {
@@ -575,8 +576,7 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
                     let mut kids = Children::of(&c, c_end);
                     while let Some((x, x_end)) = kids.next(&mut self.src)? {
                         if &x.kind == b"trex" && trex.len() < MAX_TRACKS {
-                            let b = self.src.leaf::<24>(&x, x_end)?;
-                            trex.push((be32(&b[4..]), be32(&b[12..]), be32(&b[20..])));
+                            trex.push(self.src.leaf::<24>(&x, x_end)?);
                         }
                     }
                 }
@@ -608,7 +608,9 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
             self.codec_key.extend_from_slice(&id.to_be_bytes());
             self.codec_key.extend_from_slice(&timescale.to_be_bytes());
             self.codec_key.extend_from_slice(&stsd);
-            let trex = trex.iter().find(|x| x.0 == id);
+            // trex: full box header, track id, description index, duration, size, flags.
+            let trex = trex.iter().find(|x| be32(&x[4..]) == id);
+            let default = |at: usize| trex.map_or(0, |x| be32(&x[at..]));
             self.tracks.push(Track {
                 id,
                 timescale,
@@ -616,8 +618,9 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
                 codec: entry.codec,
                 width: entry.width,
                 height: entry.height,
-                default_dur: trex.map_or(0, |x| x.1),
-                default_flags: trex.map_or(0, |x| x.2),
+                default_dur: default(12),
+                default_size: default(16),
+                default_flags: default(20),
                 plain_ticks: ticks,
                 first_ticks: None,
                 end_ticks: 0,
@@ -751,7 +754,7 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
         let track = &self.tracks[ti];
         let defaults = boxes::Defaults {
             duration: tfhd.default_duration.unwrap_or(track.default_dur),
-            size: tfhd.default_size.unwrap_or(0),
+            size: tfhd.default_size.unwrap_or(track.default_size),
             flags: tfhd.default_flags.unwrap_or(track.default_flags),
         };
         let first_dts = tfdt.unwrap_or(track.end_ticks);

@@ -2,6 +2,8 @@
 //! Everything here drives real programs; nothing is faked.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use std::io::{BufRead, BufReader};
 
 pub use nix::sys::signal::Signal;
