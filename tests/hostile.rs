@@ -97,8 +97,12 @@ fn probe_command(path: &std::path::Path) -> (serde_json::Value, i32, u64, Durati
     )
 }
 
+/// The tests here run one at a time: the allocation count is the whole process's.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn crafted_counts_are_refused_or_skipped_within_a_small_budget() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     assert!(mp4::PROBE_BUDGET < MAX_ALLOC as u64);
     let dir = TempDir::new("hostile");
     let valid = hostile::valid();
@@ -170,4 +174,30 @@ fn crafted_counts_are_refused_or_skipped_within_a_small_budget() {
         largest_kib = largest_kib.max(rss_kib);
     }
     println!("largest probe command: {largest_kib} KiB");
+}
+
+/// Every input the fuzzers ever found (`tests/fuzz/run.sh`) stays within the same budget.
+#[test]
+fn the_fuzzers_findings_stay_within_the_budget() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/regressions");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let (got, peak, cpu) = probe_here(&data);
+        println!(
+            "{}: {peak} bytes at most, {} µs CPU: {got:?}",
+            path.display(),
+            cpu.as_micros()
+        );
+        assert!(
+            peak < MAX_ALLOC,
+            "{}: {peak} bytes allocated",
+            path.display()
+        );
+        assert!(cpu < MAX_CPU, "{}: {cpu:?} of CPU", path.display());
+        n += 1;
+    }
+    assert!(n > 0, "the regression corpus is in {}", dir.display());
 }

@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::hostile::{self, Expect};
 use common::{
-    Daemon, RtspServer, Signal, TempDir, ffmpeg_children, pid_alive, wait_for, write_config,
+    Daemon, RtspServer, Signal, TempDir, ffmpeg_children, http, pid_alive, wait_for, write_config,
 };
 use wallflower_nvr::mp4::probe_file;
 use wallflower_nvr::store::{Recording, Store};
-use wallflower_nvr::time::parse_segment_name;
+use wallflower_nvr::time::{parse_segment_name, segment_name};
 
 const SEGMENT_SECONDS: u32 = 2;
 
@@ -381,4 +382,77 @@ fn audio_that_mp4_cannot_carry_is_converted_to_aac_in_auto_mode() {
             "video is still copied"
         );
     }
+}
+
+#[test]
+fn crafted_files_in_a_stream_folder_are_listed_unindexable_while_recording_goes_on() {
+    let server = RtspServer::start(&["cam1"]);
+    let dir = TempDir::new("hostile-drop");
+    // cam1 records; the disabled stream's folder receives the crafted files, half before the
+    // start (for the backfill) and half while it runs (for inotify).
+    let cfg = write_config(
+        dir.path(),
+        &streams_toml(&server, &[("cam1", true), ("dropbox", false)]),
+    );
+    let drop_dir = dir.path().join("recordings").join("dropbox");
+    std::fs::create_dir_all(&drop_dir).unwrap();
+    let cases = hostile::cases();
+    let t0 = parse_segment_name("2026-01-01_00-00-00.mp4").unwrap();
+    let put = |i: usize| {
+        let name = segment_name(t0 + i as i64 * 60_000);
+        std::fs::write(drop_dir.join(name), &cases[i].2).unwrap();
+    };
+    let half = cases.len() / 2;
+    (0..half).for_each(put);
+
+    let mut d = Daemon::start(&cfg);
+    let addr = d.http_addr();
+    assert!(d.wait_log("running:", Duration::from_secs(20)).is_some());
+    assert!(wait_for(Duration::from_secs(20), || files(
+        dir.path(),
+        "cam1"
+    )
+    .len()
+        >= 2));
+    (half..cases.len()).for_each(put);
+    let bad = cases.iter().filter(|c| c.1 == Expect::Error).count();
+    let health = || http(&addr, "GET", "/api/health", &[], b"").json();
+    assert!(
+        wait_for(
+            Duration::from_secs(20),
+            || health()["index"]["unindexable_files"] == bad
+        ),
+        "{} unindexable: {}",
+        bad,
+        health()
+    );
+    // The rest probe as the small valid file they are built on (or as a cut one).
+    let listed = http(&addr, "GET", "/api/streams/dropbox/recordings", &[], b"").json();
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(cases.len() - bad),
+        "{listed}"
+    );
+    assert!(
+        health()["problems"].as_array().unwrap().iter().any(|p| p
+            .as_str()
+            .unwrap()
+            .contains(&format!("{bad} file(s) could not be indexed"))),
+        "{}",
+        health()
+    );
+    // Recording went on throughout, with the same ffmpeg.
+    let ffmpeg = ffmpeg_children(d.pid());
+    let n = files(dir.path(), "cam1").len();
+    assert!(
+        wait_for(Duration::from_secs(20), || files(dir.path(), "cam1").len()
+            >= n + 2),
+        "cam1 keeps recording"
+    );
+    assert_eq!(ffmpeg_children(d.pid()), ffmpeg);
+    assert!(
+        d.wait_log("cannot index dropbox/", Duration::from_secs(5))
+            .is_some()
+    );
+    stop(d);
 }
