@@ -609,3 +609,209 @@ pub fn fourcc(k: &[u8; 4]) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mp4_atom::{Encode, Tfdt, Tfhd, Trun, TrunEntry};
+    use std::io::Cursor;
+
+    /// Encodes `b` with mp4-atom, an independent implementation, and hands its header to `f`.
+    fn with_box<T>(
+        b: &impl Encode,
+        f: impl FnOnce(&mut Source<'_, Cursor<&Vec<u8>>>, &BoxHeader, u64) -> T,
+    ) -> T {
+        let mut buf = Vec::new();
+        b.encode(&mut buf).unwrap();
+        let len = buf.len() as u64;
+        let mut cur = Cursor::new(&buf);
+        let mut src = Source::new(&mut cur, len);
+        let h = src.header(0, len).unwrap().unwrap();
+        f(&mut src, &h, len)
+    }
+
+    const D: Defaults = Defaults {
+        duration: 3000,
+        size: 7,
+        flags: 0x0101_0000,
+    };
+
+    #[test]
+    fn a_run_sums_as_its_entries_say() {
+        let entries: Vec<TrunEntry> = (0..700i64)
+            .map(|i| TrunEntry {
+                duration: Some(1000 + i as u32),
+                size: Some(10 + i as u32),
+                flags: Some(if i == 0 { 0x0200_0000 } else { 0x0101_0000 }),
+                cts: Some(2000 - 3 * i),
+            })
+            .collect();
+        let trun = Trun {
+            data_offset: Some(-8),
+            samples: entries.clone().into(),
+        };
+        // 700 entries of 16 bytes span three of the reader's windows.
+        let run = with_box(&trun, |src, h, end| super::trun(src, h, end, D).unwrap());
+        assert_eq!(run.samples, 700);
+        assert_eq!(run.data_offset, Some(-8));
+        assert_eq!(
+            run.ticks,
+            entries
+                .iter()
+                .map(|e| u64::from(e.duration.unwrap()))
+                .sum::<u64>()
+        );
+        assert_eq!(
+            run.bytes,
+            entries
+                .iter()
+                .map(|e| u64::from(e.size.unwrap()))
+                .sum::<u64>()
+        );
+        assert_eq!(run.first_flags, Some(0x0200_0000));
+        assert_eq!(run.last_duration, 1699);
+        let mut dts = 0i64;
+        let mut min = i64::MAX;
+        for e in &entries {
+            min = min.min(dts + e.cts.unwrap());
+            dts += i64::from(e.duration.unwrap());
+        }
+        assert_eq!(run.min_cts, min);
+    }
+
+    #[test]
+    fn a_run_without_fields_is_summed_whatever_its_count() {
+        let trun = Trun {
+            data_offset: None,
+            samples: mp4_atom::TrunSamples::Inherited {
+                count: u32::MAX,
+                first_flags: Some(0x0200_0000),
+            },
+        };
+        let run = with_box(&trun, |src, h, end| super::trun(src, h, end, D).unwrap());
+        assert_eq!(run.samples, u64::from(u32::MAX));
+        assert_eq!(run.ticks, u64::from(u32::MAX) * 3000);
+        assert_eq!(run.bytes, u64::from(u32::MAX) * 7);
+        assert_eq!(
+            (run.first_flags, run.last_duration, run.min_cts),
+            (Some(0x0200_0000), 3000, 0)
+        );
+    }
+
+    #[test]
+    fn a_run_claiming_more_entries_than_it_holds_is_refused() {
+        let trun = Trun {
+            data_offset: None,
+            samples: vec![TrunEntry {
+                size: Some(1),
+                ..Default::default()
+            }]
+            .into(),
+        };
+        let mut buf = Vec::new();
+        trun.encode(&mut buf).unwrap();
+        buf[12..16].copy_from_slice(&u32::MAX.to_be_bytes());
+        let len = buf.len() as u64;
+        let mut cur = Cursor::new(&buf);
+        let mut src = Source::new(&mut cur, len);
+        let h = src.header(0, len).unwrap().unwrap();
+        let e = super::trun(&mut src, &h, len, D).unwrap_err();
+        assert!(e.msg.contains("cannot hold"), "{e}");
+    }
+
+    #[test]
+    fn fragment_headers_read_as_mp4_atom_writes_them() {
+        let t = Tfhd {
+            track_id: 9,
+            base_data_offset: Some(1 << 40),
+            sample_description_index: Some(1),
+            default_sample_duration: Some(512),
+            default_sample_size: None,
+            default_sample_flags: Some(0x0101_0000),
+            ..Default::default()
+        };
+        let got = with_box(&t, |src, h, end| tfhd(src, h, end).unwrap());
+        assert_eq!(got.track_id, 9);
+        assert_eq!(got.base_data_offset, Some(1 << 40));
+        assert_eq!(got.default_duration, Some(512));
+        assert_eq!(got.default_size, None);
+        assert_eq!(got.default_flags, Some(0x0101_0000));
+        for dts in [7, 1 << 40] {
+            let t = Tfdt {
+                base_media_decode_time: dts,
+            };
+            assert_eq!(with_box(&t, |src, h, end| tfdt(src, h, end).unwrap()), dts);
+        }
+    }
+
+    #[test]
+    fn children_stop_at_a_bad_size_and_span_says_why() {
+        let mut b = vec![0, 0, 0, 8, b'f', b'r', b'e', b'e'];
+        b.extend_from_slice(&[0, 0, 0, 9, b'f', b'r', b'e', b'e']);
+        assert_eq!(children(&b).count(), 1);
+        assert!(span(&b, 8, b.len()).is_err());
+        assert_eq!(span(&b, 0, 7).unwrap(), None);
+        // A size of 0 runs to the end.
+        let z = [0, 0, 0, 0, b'm', b'd', b'a', b't', 1, 2];
+        assert_eq!(span(&z, 0, z.len()).unwrap(), Some((*b"mdat", 8, 10)));
+        let many: Vec<u8> = (0..5000)
+            .flat_map(|_| [0, 0, 0, 8, b'f', b'r', b'e', b'e'])
+            .collect();
+        assert_eq!(children(&many).count(), MAX_CHILDREN);
+    }
+
+    fn mp4a(version: u16, esds: &[u8]) -> Vec<u8> {
+        let mut e = vec![0u8; 6];
+        e.extend_from_slice(&1u16.to_be_bytes());
+        e.extend_from_slice(&version.to_be_bytes());
+        e.extend_from_slice(&[0; 18]);
+        e.extend_from_slice(
+            &[0; 16][..match version {
+                1 => 16,
+                _ => 0,
+            }],
+        );
+        let mut b = ((e.len() + 8 + esds.len()) as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(b"mp4a");
+        b.extend_from_slice(&e);
+        b.extend_from_slice(esds);
+        let mut stsd = vec![0, 0, 0, 0, 0, 0, 0, 1];
+        stsd.extend_from_slice(&b);
+        stsd
+    }
+
+    fn esds(descriptors: &[u8]) -> Vec<u8> {
+        let mut b = ((12 + descriptors.len()) as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(b"esds\0\0\0\0");
+        b.extend_from_slice(descriptors);
+        b
+    }
+
+    #[test]
+    fn mp4a_is_aac_or_mp3_by_its_object_type_and_hostile_sizes_are_harmless() {
+        // ES_Descriptor (3) with ES_ID 1, no flags, holding a DecoderConfigDescriptor (4).
+        let mp3 = esds(&[3, 0x80, 0x80, 0x80, 6, 0, 1, 0, 4, 1, 0x6B]);
+        // The same with an OCR stream id (flag 0x20) before it, and MPEG-2 audio.
+        let mp3_ocr = esds(&[3, 8, 0, 1, 0x20, 0, 2, 4, 1, 0x69]);
+        let aac = esds(&[3, 6, 0, 1, 0, 4, 1, 0x40]);
+        let codec = |stsd: &[u8]| sample_entry(stsd, false).codec;
+        assert_eq!(codec(&mp4a(0, &mp3)).as_deref(), Some("mp3"));
+        assert_eq!(codec(&mp4a(1, &mp3)).as_deref(), Some("mp3"));
+        assert_eq!(codec(&mp4a(0, &mp3_ocr)).as_deref(), Some("mp3"));
+        assert_eq!(codec(&mp4a(0, &aac)).as_deref(), Some("aac"));
+        for bad in [
+            esds(&[3, 0xFF, 0xFF, 0xFF, 0x7F, 0, 1, 0, 4, 1, 0x6B]),
+            esds(&[3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]),
+            esds(&[3, 4, 0, 1, 0x40, 0xFF]),
+            esds(&[]),
+        ] {
+            assert_eq!(codec(&mp4a(0, &bad)).as_deref(), Some("aac"));
+        }
+        assert_eq!(sample_entry(&[0, 0, 0], false), SampleEntry::default());
+    }
+
+    #[test]
+    fn the_probe_budget_is_small() {
+        const { assert!(PROBE_BUDGET < 2 << 20) };
+    }
+}
