@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{
     Daemon, Signal, TempDir, ffprobe_duration, record_segments, top_level_boxes, write_config,
 };
-use wallflower_nvr::mp4::probe_file;
+use wallflower_nvr::media::probe_file;
 use wallflower_nvr::time::{parse_segment_name, segment_name};
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config};
-use crate::mp4;
+use crate::media;
 use crate::time;
 
 #[derive(Parser, Debug)]
@@ -81,7 +81,7 @@ pub fn probe(files: &[PathBuf]) -> i32 {
             .and_then(|n| n.to_str())
             .and_then(time::parse_segment_name)
             .map(|ms| time::rfc3339_us(ms * 1000));
-        let line = match mp4::probe_file(f) {
+        let line = match media::probe_file(f) {
             Ok(p) => serde_json::json!({
                 "path": path,
                 "start_time": start_time,

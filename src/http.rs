@@ -21,16 +21,17 @@ use ntex::util::Bytes;
 use ntex::web::{self, HttpRequest, HttpResponse};
 use serde_json::{Value, json};
 
-use crate::body::{self, Layout, Part};
+use crate::body;
 use crate::config::Config;
 use crate::disk;
 use crate::error::{Error, Kind, Result};
 use crate::live;
-use crate::mp4;
+use crate::media;
+use crate::media::layout::{Layout, Part};
+use crate::media::stitch;
 use crate::range::{self, Ranged};
 use crate::recorder::Statuses;
 use crate::retention;
-use crate::stitch;
 use crate::store::{Recording, Store};
 use crate::time;
 
@@ -45,7 +46,7 @@ pub struct Shared {
     pub counters: Arc<retention::Counters>,
     layouts: Recent<LayoutKey, Arc<Layout>>,
     listings: Recent<ListingKey, Bytes>,
-    fragments: Recent<FileKey, Arc<mp4::Fragments>>,
+    fragments: Recent<FileKey, Arc<media::Fragments>>,
     plans: Recent<PlanKey, (Arc<stitch::Plan>, std::time::Instant)>,
     /// Started by the first live viewer.
     live: std::sync::Mutex<Option<Arc<live::Hub>>>,
@@ -602,7 +603,7 @@ async fn delete_recording(st: State, req: HttpRequest) -> Result<HttpResponse> {
 /// header and its fragments, so a browser knows the whole duration at once and can seek; the
 /// media bytes are the file's own. Anything else is served as it is.
 fn segment_layout(path: &std::path::Path, len: u64) -> Layout {
-    match mp4::fragments(path) {
+    match media::fragments(path) {
         Ok(Some(f)) => {
             let end = f.content_end().min(len);
             Layout::new(
@@ -735,13 +736,16 @@ fn serve_layout(
 }
 
 /// The fragments of a segment file, read once per version of the file.
-fn file_fragments(shared: &Shared, path: &std::path::Path) -> Result<Option<Arc<mp4::Fragments>>> {
+fn file_fragments(
+    shared: &Shared,
+    path: &std::path::Path,
+) -> Result<Option<Arc<media::Fragments>>> {
     let meta = std::fs::metadata(path)?;
     let key = (path.to_owned(), meta.len(), meta.modified().ok());
     if let Some(f) = shared.fragments.get(&key) {
         return Ok(Some(f));
     }
-    let Some(f) = mp4::fragments(path)? else {
+    let Some(f) = media::fragments(path)? else {
         return Ok(None);
     };
     let f = Arc::new(f);

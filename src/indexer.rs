@@ -26,7 +26,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::config::valid_stream_id;
 use crate::error::{Error, Result};
-use crate::mp4;
+use crate::media;
 use crate::store::{Change, Recording, Store, Unindexable};
 use crate::time;
 use crate::watchdog::{self, Heartbeat};
@@ -86,7 +86,7 @@ fn index_change(root: &Path, f: &Found) -> Change {
     let Some(start_ms) = time::parse_segment_name(&f.name) else {
         return f.unindexable("the name is not YYYY-mm-dd_HH-MM-SS.mp4 (UTC)".into());
     };
-    match mp4::probe_file(&root.join(&f.stream_id).join(&f.name)) {
+    match media::probe_file(&root.join(&f.stream_id).join(&f.name)) {
         Ok(p) => Change::Upsert(Recording {
             id: 0,
             stream_id: f.stream_id.clone(),

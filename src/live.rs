@@ -5,7 +5,7 @@
 //! - No second connection to the camera: viewers read the recorder's own files.
 //! - No polling: one shared inotify instance (on its own thread) watches the folders of the
 //!   streams someone is watching and bumps a counter per stream; each viewer wakes on that
-//!   counter and reads only the fragments added since it last looked ([`mp4::Tail`]).
+//!   counter and reads only the fragments added since it last looked ([`media::Tail`]).
 //! - A viewer starts at the newest keyframe fragment at media time 0; every later fragment keeps
 //!   the time running without a jump, across files, as [`crate::stitch`] does. A new file whose
 //!   codec configuration differs ends the response (the player reconnects).
@@ -20,8 +20,8 @@ use ntex::util::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{Error, Result};
-use crate::mp4::{self, Fragments};
-use crate::stitch::Timeline;
+use crate::media::stitch::Timeline;
+use crate::media::{self, Fragments};
 use crate::time;
 
 /// A viewer gives up when its stream writes nothing for this long (the stream stopped).
@@ -157,7 +157,7 @@ type Chunk = std::result::Result<Bytes, Arc<std::io::Error>>;
 struct Current {
     ms: i64,
     path: PathBuf,
-    tail: mp4::Tail,
+    tail: media::Tail,
     /// Per track (in the file's order): its shift into output time, set by the first fragment.
     shift: Option<Vec<(u32, i64)>>,
 }
@@ -233,7 +233,7 @@ async fn tail(
             let c = Current {
                 ms,
                 path,
-                tail: mp4::Tail::default(),
+                tail: media::Tail::default(),
                 shift: None,
             };
             let (mut c, frags) = poll_file(c).await?;
@@ -295,7 +295,7 @@ async fn send(
     };
     cur.shift = Some(shift.clone());
     let path = cur.path.clone();
-    let batch: Vec<mp4::Fragment> = f.frags[from..].to_vec();
+    let batch: Vec<media::Fragment> = f.frags[from..].to_vec();
     let mut seqs = Vec::with_capacity(batch.len());
     let mut positions = Vec::with_capacity(batch.len());
     for (k, fr) in batch.iter().enumerate() {
@@ -313,7 +313,7 @@ async fn send(
             let mut buf = vec![0u8; fr.size as usize];
             file.read_exact_at(&mut buf, fr.offset)?;
             let moof = fr.moof_len as usize;
-            mp4::rewrite_moof(&mut buf[..moof], seq, pos as i64 - fr.offset as i64, &shift)?;
+            media::rewrite_moof(&mut buf[..moof], seq, pos as i64 - fr.offset as i64, &shift)?;
             chunks.push(Bytes::from(buf));
         }
         Ok(chunks)

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::TempDir;
 use common::hostile::{self, Expect};
 use nix::time::{ClockId, clock_gettime};
-use wallflower_nvr::mp4;
+use wallflower_nvr::media;
 
 /// Counts the bytes allocated now and the most at once since the last reset.
 struct Counting;
@@ -53,14 +53,14 @@ fn thread_cpu() -> Duration {
 }
 
 /// Probes `data` in this process: the answer, the peak of bytes allocated meanwhile, the CPU.
-fn probe_here(data: &[u8]) -> (Result<mp4::Probe, String>, usize, Duration) {
+fn probe_here(data: &[u8]) -> (Result<media::Probe, String>, usize, Duration) {
     let cpu0 = thread_cpu();
     PEAK.store(NOW.load(Ordering::Relaxed), Ordering::Relaxed);
     let base = NOW.load(Ordering::Relaxed);
-    let r = mp4::probe(&mut Cursor::new(data), data.len() as u64).map_err(|e| e.to_string());
+    let r = media::probe(&mut Cursor::new(data), data.len() as u64).map_err(|e| e.to_string());
     let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
     // Walking the fragments is the other entry point for outside files.
-    let _ = mp4::fragments_of(&mut Cursor::new(data), data.len() as u64);
+    let _ = media::fragments_of(&mut Cursor::new(data), data.len() as u64);
     let peak = peak.max(PEAK.load(Ordering::Relaxed).saturating_sub(base));
     (r, peak, thread_cpu() - cpu0)
 }
@@ -103,10 +103,10 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 #[test]
 fn crafted_counts_are_refused_or_skipped_within_a_small_budget() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    assert!(mp4::PROBE_BUDGET < MAX_ALLOC as u64);
+    assert!(media::PROBE_BUDGET < MAX_ALLOC as u64);
     let dir = TempDir::new("hostile");
     let valid = hostile::valid();
-    let want = mp4::probe(&mut Cursor::new(&valid), valid.len() as u64).unwrap();
+    let want = media::probe(&mut Cursor::new(&valid), valid.len() as u64).unwrap();
     assert_eq!(
         (
             want.duration_us,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{TempDir, corpus, record_segments, wait_for};
 use wallflower_nvr::config::valid_stream_id;
 use wallflower_nvr::indexer;
-use wallflower_nvr::mp4::probe_file;
+use wallflower_nvr::media::probe_file;
 use wallflower_nvr::store::{Change, Recording, Store};
 use wallflower_nvr::time::{parse_segment_name, segment_name};
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{TempDir, corpus, ffprobe_duration, top_level_boxes};
-use wallflower_nvr::mp4::probe_file;
+use wallflower_nvr::media::probe_file;
 
 fn assert_ms_equal(path: &Path, ours_us: u64, theirs_s: f64) {
     let diff_s = (ours_us as f64 / 1e6 - theirs_s).abs();

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = wallflower_nvr::mp4::probe(&mut std::io::Cursor::new(data), data.len() as u64);
+    let _ = wallflower_nvr::media::probe(&mut std::io::Cursor::new(data), data.len() as u64);
 });

@@ -21,9 +21,9 @@ use std::sync::Arc;
 
 use ntex::util::Bytes;
 
-use crate::body::{Layout, Part};
 use crate::error::{Error, Result};
-use crate::mp4::{self, Fragments};
+use crate::media::layout::{Layout, Part};
+use crate::media::{self, Fragments};
 
 /// Two segments further apart than this (in wall time) have a gap between them. Segment names
 /// carry whole seconds, so back-to-back segments can seem up to a second apart.
@@ -268,7 +268,7 @@ pub fn plan(sources: &[Source], start_us: Option<i64>, end_us: Option<i64>) -> R
         prev_end = Some(wall_end_us(s));
     }
 
-    let sidx = mp4::sidx_boxes(tracks, &starts, sidx_refs.iter().copied());
+    let sidx = media::sidx_boxes(tracks, &starts, sidx_refs.iter().copied());
     let mut all = vec![
         Part::File {
             file: 0,
