@@ -23,8 +23,8 @@ use serde_json::{Value, json};
 
 use crate::body;
 use crate::config::Config;
-use crate::disk;
 use crate::error::{Error, Kind, Result};
+use crate::index::{Recording, Store};
 use crate::live;
 use crate::media;
 use crate::media::layout::{Layout, Part};
@@ -32,7 +32,7 @@ use crate::media::stitch;
 use crate::range::{self, Ranged};
 use crate::recorder::Statuses;
 use crate::retention;
-use crate::store::{Recording, Store};
+use crate::retention::disk;
 use crate::time;
 
 /// The largest request body accepted (a PATCH is a few bytes).

@@ -2,8 +2,8 @@ use clap::Parser;
 
 use wallflower_nvr::cli::{self, Cli, Command};
 use wallflower_nvr::config::Config;
+use wallflower_nvr::daemon::logging;
 use wallflower_nvr::daemon::{self, Mode};
-use wallflower_nvr::logging;
 
 fn main() {
     let cli = Cli::parse();

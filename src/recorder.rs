@@ -30,9 +30,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use crate::config::{AudioMode, Config};
+use crate::daemon::watchdog::{self, Heartbeat};
 use crate::error::{Error, Result};
 use crate::time;
-use crate::watchdog::{self, Heartbeat};
 
 /// How long ffmpeg gets to finish its file after SIGINT.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);

@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{Daemon, Signal, TempDir, corpus, write_config};
+use wallflower_nvr::index::Store;
 use wallflower_nvr::media::probe_file;
-use wallflower_nvr::store::Store;
 use wallflower_nvr::time::{parse_segment_name, segment_name};
 
 #[test]

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use common::{TempDir, corpus, record_segments, wait_for};
 use wallflower_nvr::config::valid_stream_id;
-use wallflower_nvr::indexer;
+use wallflower_nvr::index::indexer;
+use wallflower_nvr::index::{Change, Recording, Store};
 use wallflower_nvr::media::probe_file;
-use wallflower_nvr::store::{Change, Recording, Store};
 use wallflower_nvr::time::{parse_segment_name, segment_name};
 
 fn segment_sources() -> Vec<&'static Path> {
@@ -151,7 +151,7 @@ fn inotify_indexes_closed_files_new_folders_renames_and_deletions() {
     let root = dir.path().join("recordings");
     let store = Arc::new(Store::open(&dir.path().join("index.redb")).unwrap());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let beat = wallflower_nvr::watchdog::Heartbeat::new("indexer");
+    let beat = wallflower_nvr::daemon::watchdog::Heartbeat::new("indexer");
     let stopper = indexer::spawn(
         store.clone(),
         root.clone(),

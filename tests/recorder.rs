@@ -11,8 +11,8 @@ use common::hostile::{self, Expect};
 use common::{
     Daemon, RtspServer, Signal, TempDir, ffmpeg_children, http, pid_alive, wait_for, write_config,
 };
+use wallflower_nvr::index::{Recording, Store};
 use wallflower_nvr::media::probe_file;
-use wallflower_nvr::store::{Recording, Store};
 use wallflower_nvr::time::{parse_segment_name, segment_name};
 
 const SEGMENT_SECONDS: u32 = 2;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{
     Daemon, RtspServer, Signal, TempDir, ffmpeg_children, http, noise_segment, pid_alive, wait_for,
 };
-use wallflower_nvr::disk;
+use wallflower_nvr::retention::disk;
 use wallflower_nvr::time::{Clock, SystemClock, segment_name};
 
 /// A tmpfs of `size` mounted at `dir`, unmounted on drop.
@@ -192,8 +192,8 @@ fn disk_pressure_deletes_the_oldest_unlocked_recordings_while_recording_goes_on(
 #[test]
 fn age_and_orphans_follow_a_simulated_clock() {
     use wallflower_nvr::config::Config;
+    use wallflower_nvr::index::Store;
     use wallflower_nvr::retention::{Counters, pass};
-    use wallflower_nvr::store::Store;
 
     let dir = TempDir::new("age");
     let rec_dir = dir.path().join("recordings");
@@ -212,7 +212,7 @@ fn age_and_orphans_follow_a_simulated_clock() {
     let junk = rec_dir.join("cam").join("2026-06-02_12-00-00.mp4");
     std::fs::write(&junk, b"not a video").unwrap();
     let store = Store::open(&dir.path().join("index.redb")).unwrap();
-    wallflower_nvr::indexer::backfill(&store, &rec_dir).unwrap();
+    wallflower_nvr::index::indexer::backfill(&store, &rec_dir).unwrap();
     assert_eq!(store.count().unwrap(), 7);
     assert_eq!(store.unindexable_count().unwrap(), 1);
 

@@ -12,6 +12,8 @@
 //!   `watchdog::BEAT` for its heartbeat, so a disk that fills fast is caught within seconds.
 //! - Every deletion is logged with its reason and counted.
 
+pub mod disk;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -20,11 +22,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::disk;
+use crate::daemon::watchdog::{self, Heartbeat};
 use crate::error::{Error, Result};
-use crate::store::{Change, Recording, Store};
+use crate::index::{Change, Recording, Store};
 use crate::time::Clock;
-use crate::watchdog::{self, Heartbeat};
 
 const DAY_MS: i64 = 86_400_000;
 

@@ -25,11 +25,11 @@ use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::config::valid_stream_id;
+use crate::daemon::watchdog::{self, Heartbeat};
 use crate::error::{Error, Result};
+use crate::index::{Change, Recording, Store, Unindexable};
 use crate::media;
-use crate::store::{Change, Recording, Store, Unindexable};
 use crate::time;
-use crate::watchdog::{self, Heartbeat};
 
 /// How many changes go into one index transaction during a backfill.
 const BATCH: usize = 2048;

@@ -6,6 +6,9 @@
 //!
 //! Invariant: signals are blocked in every thread and taken only by this module's `sigwait`.
 
+pub mod logging;
+pub mod watchdog;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,12 +21,13 @@ use nix::unistd::Pid;
 use crate::config::{Config, Stream};
 use crate::error::{Error, Result};
 use crate::http;
-use crate::indexer;
+use crate::index::Store;
+use crate::index::indexer;
 use crate::recorder::{self, Recorder, StreamSpec};
 use crate::retention;
-use crate::store::Store;
 use crate::time::SystemClock;
-use crate::watchdog::{self, Heartbeat};
+
+use watchdog::Heartbeat;
 
 /// Where recordings come from: the config's streams, or the demo's synthetic camera.
 pub enum Mode {
@@ -204,7 +208,7 @@ fn status_line(shared: &http::Shared, backfilled: bool) -> String {
         .filter(|s| s.state == recorder::State::Recording)
         .count();
     let segments = shared.store.count().unwrap_or(0);
-    let disk = crate::disk::usage(&config.storage.recordings_dir).map_or_else(
+    let disk = crate::retention::disk::usage(&config.storage.recordings_dir).map_or_else(
         |_| "disk unknown".to_string(),
         |d| format!("{:.0}% disk free", d.free_percent()),
     );
