@@ -59,8 +59,17 @@ fn probe_here(data: &[u8]) -> (Result<media::Probe, String>, usize, Duration) {
     let base = NOW.load(Ordering::Relaxed);
     let r = media::probe(&mut Cursor::new(data), data.len() as u64).map_err(|e| e.to_string());
     let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
-    // Walking the fragments is the other entry point for outside files.
-    let _ = media::fragments_of(&mut Cursor::new(data), data.len() as u64);
+    // The fragment index is the other entry point for outside files (playback and live):
+    // read whole, with its sidx, and as a file that grows.
+    if let Ok(Some(f)) = media::fragments_of(&mut Cursor::new(data), data.len() as u64) {
+        let _ = f.sidx_boxes();
+    }
+    let mut tail = media::Tail::default();
+    for len in [data.len() as u64 / 2, data.len() as u64] {
+        if let Ok(Some(f)) = tail.next(&mut Cursor::new(data), len) {
+            let _ = f.sidx_boxes();
+        }
+    }
     let peak = peak.max(PEAK.load(Ordering::Relaxed).saturating_sub(base));
     (r, peak, thread_cpu() - cpu0)
 }

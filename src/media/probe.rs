@@ -161,6 +161,10 @@ impl<'r, R: Read + Seek> Prober<'r, R> {
             }
             match &h.kind {
                 b"moov" => {
+                    // Fragments already read name the tracks of the first one.
+                    if self.moov {
+                        return Err(Error::corrupt("a second moov box"));
+                    }
                     let end = h
                         .end
                         .ok_or_else(|| Error::corrupt("the file ends inside its moov box"))?;
