@@ -1,16 +1,12 @@
 //! wallflower-nvr: a small network video recorder. See ARCHITECTURE.md for the map.
 
-pub mod body;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod http;
 pub mod index;
-pub mod live;
 pub mod media;
-pub mod range;
 pub mod recorder;
 pub mod retention;
 pub mod time;
-pub mod ui;

@@ -1,0 +1,202 @@
+//! The HTTP API and the embedded UI, on ntex: the server and the one route table here, then one
+//! file per area: `recordings` (streams, listings, lock, delete), `video` (segments, stitched
+//! playback, live), `health` (health and metrics), `assets` (the UI), with `params` (reading
+//! requests), `state` (what handlers share, and its caches), `range`, `body` (streaming a
+//! virtual file) and `live` (the inotify hub that wakes live viewers).
+//!
+//! Invariants:
+//! - [`configure`] is the one route table, shared by the daemon and the tests.
+//! - Handlers stay thin: they parse the request, call the store on the blocking pool
+//!   (`web::block`), and shape JSON. Nothing here blocks the executor.
+//! - Every failure is a JSON `{"error": …}`; [`status_of`] maps error kinds to status codes,
+//!   the only place that does. Bad input is 4xx, never 5xx, never a panic.
+//! - No file path is ever built from request input: files are found through the index.
+
+mod assets;
+mod body;
+mod health;
+mod live;
+mod params;
+mod range;
+mod recordings;
+mod state;
+mod video;
+
+use assets::*;
+use health::*;
+use params::*;
+use recordings::*;
+pub use state::Shared;
+use state::*;
+use video::*;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::UNIX_EPOCH;
+
+use jiff::tz::TimeZone;
+use ntex::http::StatusCode;
+use ntex::http::body::{Body, SizedStream};
+use ntex::util::Bytes;
+use ntex::web::{self, HttpRequest, HttpResponse};
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::error::{Error, Kind, Result};
+use crate::index::{Recording, Store};
+use crate::media;
+use crate::media::layout::{Layout, Part};
+use crate::media::stitch;
+use crate::recorder::Statuses;
+use crate::retention;
+use crate::retention::disk;
+use crate::time;
+use range::Ranged;
+
+type State = web::types::State<Arc<Shared>>;
+
+/// The status code of an error kind: the only place that knows.
+pub fn status_of(kind: Kind) -> StatusCode {
+    match kind {
+        Kind::BadRequest | Kind::Config => StatusCode::BAD_REQUEST,
+        Kind::NotFound => StatusCode::NOT_FOUND,
+        Kind::Conflict => StatusCode::CONFLICT,
+        Kind::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+        Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Kind::Corrupt | Kind::Schema | Kind::Io | Kind::Internal => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+impl web::WebResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        status_of(self.kind)
+    }
+
+    fn error_response(&self, _: &HttpRequest) -> HttpResponse {
+        if self.status_code().is_server_error() {
+            log::error!("http: {self}");
+        }
+        HttpResponse::build(self.status_code()).json(&json!({ "error": self.msg }))
+    }
+}
+
+/// The route table.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/streams", web::get().to(streams))
+        .route(
+            "/api/streams/{id}/recordings",
+            web::get().to(stream_recordings),
+        )
+        .route(
+            "/api/streams/{id}/recordings/dates",
+            web::get().to(stream_dates),
+        )
+        .route("/api/recordings/{id}", web::get().to(recording))
+        .route("/api/recordings/{id}", web::patch().to(patch_recording))
+        .route("/api/recordings/{id}", web::delete().to(delete_recording))
+        .route("/api/recordings/{id}/stream", web::get().to(stream_file))
+        .route("/api/recordings/{id}/stream", web::head().to(stream_file))
+        .route(
+            "/api/streams/{id}/playback.mp4",
+            web::get().to(playback_mp4),
+        )
+        .route(
+            "/api/streams/{id}/playback.mp4",
+            web::head().to(playback_mp4),
+        )
+        .route(
+            "/api/streams/{id}/playback.json",
+            web::get().to(playback_json),
+        )
+        .route("/api/streams/{id}/live.mp4", web::get().to(live_mp4))
+        .route("/api/health", web::get().to(health))
+        .route("/metrics", web::get().to(metrics))
+        .route("/", web::get().to(index_page));
+}
+
+/// The running HTTP server: its own thread with ntex's runtime and worker threads.
+pub struct Server {
+    handle: ntex::server::Server,
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Server {
+    /// Binds `listen` now (so a busy port is an error before the daemon says it is ready) and
+    /// serves on it from a new thread.
+    pub fn start(
+        shared: Arc<Shared>,
+        listen: std::net::SocketAddr,
+        workers: usize,
+    ) -> Result<Server> {
+        let listener = std::net::TcpListener::bind(listen)
+            .map_err(|e| Error::new(Kind::Io, format!("http: cannot listen on {listen}: {e}")))?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let kept = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("http".into())
+            .spawn(move || {
+                let run =
+                    ntex::rt::System::new("http", ntex::rt::DefaultRuntime).block_on(async move {
+                        let server = web::server(async move || {
+                            web::App::new()
+                                .state(shared.clone())
+                                .configure(configure)
+                                .default_service(web::to(not_found))
+                        })
+                        .workers(workers)
+                        .disable_signals()
+                        .listen(listener)?
+                        .run();
+                        let _ = tx.send(server.clone());
+                        server.await
+                    });
+                if let Err(e) = run {
+                    log::error!("http: {e}");
+                }
+            })
+            .map_err(|e| Error::internal(format!("http thread: {e}")))?;
+        let handle = rx
+            .recv()
+            .map_err(|_| Error::internal("http: the server did not start"))?;
+        log::info!("http: listening on {addr}");
+        Ok(Server {
+            handle,
+            shared: kept,
+            thread: Some(thread),
+            addr,
+        })
+    }
+
+    /// Stops accepting, lets running requests finish, and waits for the thread.
+    pub fn stop(mut self) {
+        self.shared.close_live();
+        let stop = self.handle.stop(true);
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            rt.block_on(async {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stop).await;
+            });
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The answer for routes that do not exist.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse> {
+    Err(Error::not_found(format!(
+        "no such endpoint: {} {}",
+        req.method(),
+        req.path()
+    )))
+}

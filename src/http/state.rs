@@ -1,0 +1,121 @@
+//! What the handlers share: the store, the config, the recorder statuses, and small caches of
+//! recent answers (listings, served layouts, fragment indexes, stitched plans).
+
+use super::*;
+
+/// What the HTTP handlers share with the rest of the daemon.
+pub struct Shared {
+    pub store: Arc<Store>,
+    pub config: RwLock<Arc<Config>>,
+    pub statuses: Statuses,
+    pub counters: Arc<retention::Counters>,
+    pub(super) layouts: Recent<LayoutKey, Arc<Layout>>,
+    pub(super) listings: Recent<ListingKey, Bytes>,
+    pub(super) fragments: Recent<FileKey, Arc<media::Fragments>>,
+    pub(super) plans: Recent<PlanKey, (Arc<stitch::Plan>, std::time::Instant)>,
+    /// Started by the first live viewer.
+    pub(super) live: std::sync::Mutex<Option<Arc<live::Hub>>>,
+}
+
+/// (path, size, mtime) of a file whose fragments were read: a file that changes misses.
+pub(super) type FileKey = (PathBuf, u64, Option<std::time::SystemTime>);
+
+/// (stream, start, end) of a stitched playback.
+pub(super) type PlanKey = (String, Option<i64>, Option<i64>);
+
+/// How long a stitched playback whose footage may still grow is served unchanged, so that the
+/// range requests of one player see one file; a closed range is reused while its files last.
+pub(super) const OPEN_PLAN_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// (stream, start, end, index generation) of a recordings listing. An entry is only ever
+/// found while the index is at the generation it was made from, so it is never stale.
+pub(super) type ListingKey = (String, Option<i64>, Option<i64>, u64);
+
+/// (id, size, mtime) of a served layout: a file that changes misses.
+pub(super) type LayoutKey = (u64, u64, Option<std::time::SystemTime>);
+
+/// The last few answers of one kind, the oldest dropped first. Listings are cached because the
+/// UI asks for the same day again and again; layouts so the seeks of a player do not walk the
+/// file's fragments on every request.
+pub(super) struct Recent<K, V> {
+    pub(super) size: usize,
+    pub(super) items: std::sync::Mutex<Vec<(K, V)>>,
+}
+
+impl<K: PartialEq, V: Clone> Recent<K, V> {
+    pub(super) fn new(size: usize) -> Self {
+        Recent {
+            size,
+            items: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(super) fn get(&self, key: &K) -> Option<V> {
+        let items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        items.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
+    /// Adds `key`, first dropping the entries it supersedes.
+    pub(super) fn insert(&self, key: K, value: V, supersedes: impl Fn(&K) -> bool) {
+        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        items.retain(|(k, _)| !supersedes(k) && *k != key);
+        if items.len() >= self.size {
+            items.remove(0);
+        }
+        items.push((key, value));
+    }
+}
+
+impl Shared {
+    pub fn new(
+        store: Arc<Store>,
+        config: Config,
+        statuses: Statuses,
+        counters: Arc<retention::Counters>,
+    ) -> Shared {
+        Shared {
+            store,
+            config: RwLock::new(Arc::new(config)),
+            statuses,
+            counters,
+            layouts: Recent::new(16),
+            listings: Recent::new(32),
+            // A day of 15-minute segments, so a player seeking through a day re-reads none.
+            fragments: Recent::new(128),
+            plans: Recent::new(8),
+            live: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_config(&self, c: Config) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(c);
+    }
+
+    pub(super) fn live_hub(&self) -> Result<Arc<live::Hub>> {
+        let mut hub = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = &*hub {
+            return Ok(h.clone());
+        }
+        let h = Arc::new(live::Hub::start()?);
+        *hub = Some(h.clone());
+        Ok(h)
+    }
+
+    /// Ends every live view, so a stopping server is not kept waiting by endless responses.
+    pub fn close_live(&self) {
+        if let Some(h) = self.live.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            h.close();
+        }
+    }
+
+    pub(super) fn recordings_dir(&self) -> PathBuf {
+        self.config().storage.recordings_dir.clone()
+    }
+}
