@@ -115,6 +115,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/streams/{id}/live.mp4", web::get().to(live_mp4))
         .route("/api/health", web::get().to(health))
         .route("/metrics", web::get().to(metrics))
+        .route("/ui/{file}", web::get().to(ui_file))
         .route("/", web::get().to(index_page));
 }
 
