@@ -261,7 +261,9 @@ fn stitched_playback_of_real_recordings_with_a_gap() {
     assert!(export.body == full.body);
     let disposition = export.header("content-disposition").unwrap();
     assert!(
-        disposition.starts_with("attachment; filename=\"cam_20") && disposition.ends_with(".mp4\""),
+        disposition.starts_with("attachment; filename=\"cam_20")
+            && disposition.ends_with(".mp4\"")
+            && disposition.matches(".mp4").count() == 1,
         "{disposition}"
     );
 

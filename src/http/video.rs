@@ -247,11 +247,11 @@ pub(super) async fn playback_request(
 pub(super) async fn playback_mp4(st: State, req: HttpRequest) -> Result<HttpResponse> {
     let (plan, id, q) = playback_request(&st, &req).await?;
     let download = matches!(param(&q, &["download"]), Some("1" | "true" | "yes"));
-    let name = format!(
-        "{id}_{}_{}.mp4",
-        time::segment_name(plan.start_us.div_euclid(1000)),
-        time::segment_name(plan.end_us.div_euclid(1000))
-    );
+    let stamp = |us: i64| {
+        let n = time::segment_name(us.div_euclid(1000));
+        n.trim_end_matches(".mp4").to_owned()
+    };
+    let name = format!("{id}_{}_{}.mp4", stamp(plan.start_us), stamp(plan.end_us));
     let etag = plan.etag();
     let layout = plan.layout.clone();
     serve_layout(&req, layout, &etag, None, None, |r| {
