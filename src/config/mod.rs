@@ -1,4 +1,4 @@
-//! The TOML configuration of `../shared/SPEC.md` §3: parsing, defaults and validation.
+//! The TOML configuration (docs/config.md): parsing, defaults and validation.
 //!
 //! The document is walked by hand over `toml`'s spanned tree rather than through serde, so that
 //! one pass collects *every* error, each with the line and column of the key it names.
