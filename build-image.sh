@@ -55,6 +55,8 @@ deb_for() {
     install -D -m 0644 systemd/wallflower-nvr.service "$stage/lib/systemd/system/wallflower-nvr.service"
     install -D -m 0644 config/wallflower-nvr.toml "$stage/etc/wallflower-nvr/config.toml"
     install -D -m 0644 README.md "$stage/usr/share/doc/wallflower-nvr/README.md"
+    install -D -m 0644 docs/api.md "$stage/usr/share/doc/wallflower-nvr/docs/api.md"
+    install -D -m 0644 docs/config.md "$stage/usr/share/doc/wallflower-nvr/docs/config.md"
     mkdir -p "$stage/DEBIAN"
     cat >"$stage/DEBIAN/control" <<EOF
 Package: wallflower-nvr
