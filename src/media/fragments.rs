@@ -110,50 +110,104 @@ impl Fragments {
     }
 }
 
+/// The most references one `sidx` holds (its count is 16 bits).
+const MAX_REFS: usize = u16::MAX as usize;
+/// The largest size one reference can give (31 bits).
+const MAX_REF_SIZE: u64 = 0x7FFF_FFFF;
+
 /// One `sidx` box per track indexing every fragment, to go between the header and the first
 /// fragment. Players read the whole duration from it at once and seek with it; ffmpeg's
 /// `global_sidx` would give the same but rewrites the file at its end, which a recorder that
 /// can be killed at any moment must not do. `frags` gives each fragment's size and its
 /// (decode time, duration) per track; `starts` each track's earliest presentation time.
+///
+/// Past 65,535 fragments (18 hours of one-second fragments) a reference covers several
+/// consecutive fragments, as many as it takes to stay within the box's 16-bit count.
 pub fn sidx_boxes<'a>(
     tracks: &[FragTrack],
     starts: &[u64],
     frags: impl Iterator<Item = (u64, &'a [(u64, u64)])> + Clone,
 ) -> Vec<u8> {
-    use mp4_atom::{Encode, SegmentReference, Sidx};
-    let build = |t: usize, first_offset: u64| Sidx {
-        reference_id: tracks[t].id,
-        timescale: tracks[t].timescale,
-        earliest_presentation_time: starts[t],
-        first_offset,
-        references: frags
-            .clone()
-            .map(|(size, times)| SegmentReference {
-                reference_type: false,
-                referenced_size: u32::try_from(size).unwrap_or(u32::MAX),
-                subsegment_duration: u32::try_from(times[t].1).unwrap_or(u32::MAX),
-                starts_with_sap: true,
-                sap_type: 1,
-                sap_delta_time: 0,
-            })
-            .collect(),
-    };
-    let encode = |b: &Sidx| {
-        let mut out = Vec::new();
-        // Encoding into a Vec cannot fail.
-        let _ = b.encode(&mut out);
+    let sizes: Vec<u64> = frags.clone().map(|(size, _)| size).collect();
+    let ends = reference_ends(&sizes);
+    let refs = |t: usize| {
+        let mut out = Vec::with_capacity(ends.len());
+        let (mut size, mut ticks, mut next) = (0u64, 0u64, 0usize);
+        for (i, (s, times)) in frags.clone().enumerate() {
+            size += s;
+            ticks += times.get(t).map_or(0, |x| x.1);
+            if ends.get(next) == Some(&(i + 1)) {
+                out.push((size, ticks));
+                (size, ticks, next) = (0, 0, next + 1);
+            }
+        }
         out
     };
-    let sizes: Vec<u64> = (0..tracks.len())
-        .map(|t| encode(&build(t, 0)).len() as u64)
+    let refs: Vec<Vec<(u64, u64)>> = (0..tracks.len()).map(refs).collect();
+    let lens: Vec<u64> = (0..tracks.len())
+        .map(|t| sidx(&tracks[t], starts[t], 0, &refs[t]).len() as u64)
         .collect();
     let mut out = Vec::new();
     for t in 0..tracks.len() {
         // Each sidx points past the ones after it, at the first fragment.
-        let after: u64 = sizes[t + 1..].iter().sum();
-        out.extend_from_slice(&encode(&build(t, after)));
+        let after: u64 = lens[t + 1..].iter().sum();
+        out.extend_from_slice(&sidx(&tracks[t], starts[t], after, &refs[t]));
     }
     out
+}
+
+/// Where each reference ends (an index into `sizes`): one fragment each while they fit, else
+/// runs of consecutive fragments, each within a reference's 31-bit size.
+fn reference_ends(sizes: &[u64]) -> Vec<usize> {
+    let mut per = sizes.len().div_ceil(MAX_REFS).max(1);
+    loop {
+        let mut ends = Vec::with_capacity(sizes.len().min(MAX_REFS));
+        let (mut count, mut bytes) = (0usize, 0u64);
+        for (i, &s) in sizes.iter().enumerate() {
+            if count == per || (count > 0 && bytes + s > MAX_REF_SIZE) {
+                ends.push(i);
+                (count, bytes) = (0, 0);
+            }
+            count += 1;
+            bytes += s;
+        }
+        if count > 0 {
+            ends.push(sizes.len());
+        }
+        if ends.len() <= MAX_REFS || per >= sizes.len() {
+            return ends;
+        }
+        per *= 2;
+    }
+}
+
+/// One `sidx` box (ISO/IEC 14496-12 8.16.3): version 0 while its times fit 32 bits, each
+/// reference a media subsegment that starts with a sync sample.
+fn sidx(track: &FragTrack, start: u64, first_offset: u64, refs: &[(u64, u64)]) -> Vec<u8> {
+    let v1 = start > u64::from(u32::MAX) || first_offset > u64::from(u32::MAX);
+    let len = 12 + 8 + if v1 { 16 } else { 8 } + 4 + 12 * refs.len();
+    let mut b = Vec::with_capacity(len);
+    b.extend_from_slice(&(len as u32).to_be_bytes());
+    b.extend_from_slice(b"sidx");
+    b.extend_from_slice(&[u8::from(v1), 0, 0, 0]);
+    b.extend_from_slice(&track.id.to_be_bytes());
+    b.extend_from_slice(&track.timescale.to_be_bytes());
+    if v1 {
+        b.extend_from_slice(&start.to_be_bytes());
+        b.extend_from_slice(&first_offset.to_be_bytes());
+    } else {
+        b.extend_from_slice(&(start as u32).to_be_bytes());
+        b.extend_from_slice(&(first_offset as u32).to_be_bytes());
+    }
+    b.extend_from_slice(&0u16.to_be_bytes());
+    b.extend_from_slice(&(refs.len().min(MAX_REFS) as u16).to_be_bytes());
+    for &(size, ticks) in refs.iter().take(MAX_REFS) {
+        b.extend_from_slice(&(size.min(MAX_REF_SIZE) as u32).to_be_bytes());
+        b.extend_from_slice(&u32::try_from(ticks).unwrap_or(u32::MAX).to_be_bytes());
+        // starts_with_SAP, SAP type 1.
+        b.extend_from_slice(&0x9000_0000u32.to_be_bytes());
+    }
+    b
 }
 
 /// The fragments of the file at `path`, or `None` if it is not a fragmented MP4.
@@ -414,5 +468,85 @@ impl<R: Read + Seek> Prober<'_, R> {
         // The sample flags' sample_is_non_sync_sample bit.
         sum.sync = first_flags.is_some_and(|f| f & 0x0001_0000 == 0);
         Ok(Some(sum))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mp4_atom::{Decode, Encode, SegmentReference, Sidx};
+
+    fn track(id: u32) -> FragTrack {
+        FragTrack {
+            id,
+            timescale: 90_000,
+            video: id == 1,
+            start_pts: 0,
+        }
+    }
+
+    #[test]
+    fn a_sidx_is_what_mp4_atom_writes() {
+        let tracks = [track(1), track(2)];
+        let times: Vec<[(u64, u64); 2]> = (0..3u64)
+            .map(|i| [(i * 90_000, 90_000), (i * 48_000, 48_000 + i)])
+            .collect();
+        let frags = times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (1000 + i as u64, &t[..]));
+        let ours = sidx_boxes(&tracks, &[0, 5], frags);
+        let want = |t: usize, first_offset| {
+            let mut b = Vec::new();
+            Sidx {
+                reference_id: tracks[t].id,
+                timescale: 90_000,
+                earliest_presentation_time: [0, 5][t],
+                first_offset,
+                references: times
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| SegmentReference {
+                        reference_type: false,
+                        referenced_size: 1000 + i as u32,
+                        subsegment_duration: x[t].1 as u32,
+                        starts_with_sap: true,
+                        sap_type: 1,
+                        sap_delta_time: 0,
+                    })
+                    .collect(),
+            }
+            .encode(&mut b)
+            .unwrap();
+            b
+        };
+        let second = want(1, 0);
+        assert_eq!(ours, [want(0, second.len() as u64), second].concat());
+    }
+
+    #[test]
+    fn past_65535_fragments_a_reference_covers_several() {
+        let tracks = [track(1)];
+        let n = 200_000u64;
+        let times: Vec<[(u64, u64); 1]> = (0..n).map(|i| [(i * 90_000, 90_000)]).collect();
+        let frags = times.iter().map(|t| (500_000u64, &t[..]));
+        let ours = sidx_boxes(&tracks, &[0], frags);
+        let got = Sidx::decode(&mut &ours[..]).unwrap();
+        assert!(got.references.len() <= 65_535, "{}", got.references.len());
+        let size: u64 = got
+            .references
+            .iter()
+            .map(|r| u64::from(r.referenced_size))
+            .sum();
+        let ticks: u64 = got
+            .references
+            .iter()
+            .map(|r| u64::from(r.subsegment_duration))
+            .sum();
+        assert_eq!((size, ticks), (n * 500_000, n * 90_000));
+        assert!(got.references.iter().all(|r| r.starts_with_sap));
+        // A reference stays within 31 bits of size: 3 GB fragments get one each.
+        assert_eq!(reference_ends(&[3 << 30, 3 << 30, 10]), [1, 2, 3]);
+        assert_eq!(reference_ends(&[]), Vec::<usize>::new());
     }
 }
