@@ -7,6 +7,13 @@ use std::fmt;
 pub enum Kind {
     /// The caller sent something malformed (a bad time, a bad range, bad JSON).
     BadRequest,
+    /// No identity, or one that is not valid (SPEC §5): log in, or send a token.
+    Unauthorized,
+    /// An identity that may not do this (a viewer asking for an admin action, a cross-site
+    /// request, a wrong setup code).
+    Forbidden,
+    /// Too many failed attempts from one address; the message says when to try again.
+    TooManyRequests,
     /// The thing asked for does not exist.
     NotFound,
     /// The request is well formed but clashes with the state (deleting a locked recording).

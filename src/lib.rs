@@ -1,5 +1,6 @@
 //! wallflower-nvr: a small network video recorder. See ARCHITECTURE.md for the map.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -10,6 +10,7 @@ fn main() {
     let code = match &cli.command {
         Some(Command::CheckConfig) => cli::check_config(&cli::config_path(&cli)),
         Some(Command::Probe { files }) => cli::probe(files),
+        Some(Command::User { action }) => cli::user(&cli::config_path(&cli), action),
         Some(Command::Demo { data, listen }) => {
             logging::init();
             exit_code(daemon::run(daemon::demo_config(data, *listen), Mode::Demo))

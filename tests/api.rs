@@ -455,8 +455,11 @@ fn a_file_deleted_while_it_streams_ends_cleanly() {
     let mut s = std::net::TcpStream::connect(&f.addr).unwrap();
     // A tiny receive window keeps most of the body in flight while the file goes.
     s.write_all(
-        format!("GET /api/recordings/{id}/stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
+        format!(
+            "GET /api/recordings/{id}/stream HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nConnection: close\r\n\r\n",
+            common::session_for(&f.addr).unwrap()
+        )
+        .as_bytes(),
     )
     .unwrap();
     let mut first = [0u8; 1024];
@@ -581,7 +584,7 @@ fn a_served_segment_plays_and_seeks_in_chromium() {
     let rec = &recs[0];
     let want = rec["duration_seconds"].as_f64().unwrap();
     let browser = common::Browser::start();
-    browser.goto(&format!("http://{}/", f.addr));
+    browser.goto_logged_in(&f.addr, "/");
     let out = browser.run_async(
         r#"const [url, done] = arguments;
         (async () => {

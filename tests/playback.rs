@@ -345,7 +345,7 @@ fn stitched_playback_of_real_recordings_with_a_gap() {
     // In Chromium: the whole duration at once, a seek into the third segment, and playback
     // that runs on across a segment boundary.
     let browser = Browser::start();
-    browser.goto(&format!("http://{addr}/"));
+    browser.goto_logged_in(addr, "/");
     let seek_to = 2.0 * f64::from(SEGMENT_SECONDS) + 1.0;
     let boundary = f64::from(SEGMENT_SECONDS);
     let out = browser.run_async(
@@ -443,7 +443,7 @@ fn live_view_follows_the_recorder_across_roll_over() {
 
     // In Chromium: it plays, and its clock keeps pace with the recorder's.
     let browser = Browser::start();
-    browser.goto(&format!("http://{addr}/"));
+    browser.goto_logged_in(&addr, "/");
     let out = browser.run_async(
         r#"const [url, done] = arguments;
         (async () => {

@@ -49,7 +49,7 @@ fn yard(dir: &Path) {
 /// Loads the page afresh (a new hash alone would not reload it) at `hash`.
 fn open(browser: &Browser, addr: &str, hash: &str) {
     browser.goto("about:blank");
-    browser.goto(&format!("http://{addr}/{hash}"));
+    browser.goto_logged_in(addr, &format!("/{hash}"));
     assert!(
         browser.wait_until(
             &format!("document.body.dataset.ready === {}", json!(hash)),

@@ -1,9 +1,11 @@
 // The UI's entry: hash routing between the grid and one camera, and the health refresh.
 // Native ES modules, no build step, no framework; it uses only the public API.
 
+import { admin } from './admin.js';
 import { h } from './dom.js';
 import { focus } from './focus.js';
 import { grid } from './grid.js';
+import { isAdmin, passwordPage, whoami } from './session.js';
 import { refreshHealth } from './status.js';
 
 const view = document.getElementById('view');
@@ -23,7 +25,10 @@ async function route() {
   clearView();
   const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
   try {
-    if (parts[0] === 'stream' && parts[1]) await focus(view, parts[1], parts[2] === 'recordings' ? 'recordings' : 'live', parts[3], route);
+    if (!await whoami(view, route)) { document.body.dataset.ready = 'login'; return; }
+    if (parts[0] === 'admin' && isAdmin()) await admin(view);
+    else if (parts[0] === 'password') view.replaceChildren(passwordPage(() => { location.hash = '#/'; }));
+    else if (parts[0] === 'stream' && parts[1]) await focus(view, parts[1], parts[2] === 'recordings' ? 'recordings' : 'live', parts[3], route);
     else await grid(view, every);
   } catch (e) {
     view.replaceChildren(h('p', { class: 'err' }, 'Could not load: ' + (e.message || e)));

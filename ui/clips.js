@@ -2,6 +2,7 @@
 
 import { api } from './api.js';
 import { dur, h, hms, mb, notice } from './dom.js';
+import { isAdmin } from './session.js';
 
 // `play(ms)` starts the player there; `reroute()` redraws the view once the day has no clips.
 export function clips(id, recs, play, reroute) {
@@ -12,9 +13,9 @@ export function clips(id, recs, play, reroute) {
     h('td', {}, mb(r.file_size_bytes)),
     h('td', { class: 'actions' },
       h('button', { class: 'play', onclick: () => play(r.startMs).catch(e => notice(String(e.message || e))) }, 'Play'),
-      h('button', { class: 'lock', 'aria-pressed': String(r.retention_locked), onclick: () => lock(r) }, r.retention_locked ? 'Unlock' : 'Lock'),
+      isAdmin() && h('button', { class: 'lock', 'aria-pressed': String(r.retention_locked), onclick: () => lock(r) }, r.retention_locked ? 'Unlock' : 'Lock'),
       h('a', { class: 'download', href: `/api/recordings/${r.id}/stream`, download: `${id}_${r.file_path.split('/').pop()}` }, 'Download'),
-      h('button', { class: 'del', disabled: r.retention_locked, title: r.retention_locked ? 'locked: unlock it first' : 'delete this clip', onclick: () => del(r) }, 'Delete')))));
+      isAdmin() && h('button', { class: 'del', disabled: r.retention_locked, title: r.retention_locked ? 'locked: unlock it first' : 'delete this clip', onclick: () => del(r) }, 'Delete')))));
   async function lock(r) {
     try {
       const u = await api(`/api/recordings/${r.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ retention_locked: !r.retention_locked }) });

@@ -11,7 +11,7 @@ export function h(tag, attrs, ...kids) {
     else if (v === true) e.setAttribute(k, '');
     else if (v !== false && v != null) e.setAttribute(k, v);
   }
-  for (const k of kids.flat()) if (k != null) e.append(k instanceof Node ? k : String(k));
+  for (const k of kids.flat()) if (k != null && k !== false) e.append(k instanceof Node ? k : String(k));
   return e;
 }
 

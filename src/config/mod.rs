@@ -18,6 +18,7 @@ pub struct Config {
     pub recording: Recording,
     pub retention: Retention,
     pub http: Http,
+    pub auth: Auth,
     pub streams: Vec<Stream>,
 }
 
@@ -25,6 +26,8 @@ pub struct Config {
 pub struct Storage {
     pub recordings_dir: PathBuf,
     pub index_path: PathBuf,
+    /// Users, sessions, tokens, the audit log, the setup code (SPEC §5).
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +56,24 @@ pub struct Retention {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Http {
     pub listen: SocketAddr,
+    /// PEM files; both set or neither. Set: the listener speaks HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Auth {
+    /// false only behind a proxy that authenticates (logged at start).
+    pub enabled: bool,
+    pub session_days: u32,
+    /// true: `/metrics` without a token.
+    pub public_metrics: bool,
+}
+
+impl Auth {
+    pub fn session_ms(&self) -> i64 {
+        i64::from(self.session_days) * 86_400_000
+    }
 }
 
 /// A stream with every default already resolved.
@@ -72,6 +93,7 @@ impl Default for Config {
             storage: Storage {
                 recordings_dir: "/data/recordings".into(),
                 index_path: "/var/lib/wallflower-nvr/index.redb".into(),
+                state_dir: "/var/lib/wallflower-nvr".into(),
             },
             recording: Recording {
                 segment_seconds: 900,
@@ -87,6 +109,13 @@ impl Default for Config {
             },
             http: Http {
                 listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+                tls_cert: None,
+                tls_key: None,
+            },
+            auth: Auth {
+                enabled: true,
+                session_days: 30,
+                public_metrics: false,
             },
             streams: Vec::new(),
         }
@@ -164,11 +193,16 @@ impl Config {
     pub fn summary(&self) -> String {
         let enabled = self.streams.iter().filter(|s| s.enabled).count();
         format!(
-            "{} stream(s), {} enabled; recordings in {}; index at {}; http on {}",
+            "{} stream(s), {} enabled; recordings in {}; index at {}; {} on {}",
             self.streams.len(),
             enabled,
             self.storage.recordings_dir.display(),
             self.storage.index_path.display(),
+            if self.http.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             self.http.listen
         )
     }

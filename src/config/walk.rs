@@ -139,6 +139,27 @@ impl Walker<'_> {
         }
     }
 
+    /// A path where `""` means unset.
+    fn path_or_empty(
+        &mut self,
+        keys: &mut Keys<'_, '_>,
+        key: &'static str,
+    ) -> Option<(std::path::PathBuf, Range<usize>)> {
+        let name = keys.full(key);
+        let (k, v) = keys.get(key)?;
+        match v.get_ref() {
+            DeValue::String(s) if s.is_empty() => None,
+            DeValue::String(s) => Some((s.to_string().into(), k.span())),
+            other => {
+                self.error(
+                    k.span(),
+                    format!("{name}: expected a string, found {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
     fn boolean(&mut self, keys: &mut Keys<'_, '_>, key: &'static str) -> Option<bool> {
         let name = keys.full(key);
         let (k, v) = keys.get(key)?;
@@ -234,6 +255,9 @@ impl Walker<'_> {
             if let Some((s, _)) = self.string(&mut t, "index_path") {
                 c.storage.index_path = s.into();
             }
+            if let Some((s, _)) = self.string(&mut t, "state_dir") {
+                c.storage.state_dir = s.into();
+            }
             self.finish(t);
         }
 
@@ -307,6 +331,33 @@ impl Walker<'_> {
                         format!("http.listen: {s:?} is not an address like \"0.0.0.0:8080\""),
                     ),
                 }
+            }
+            // Empty means unset here (the documented default), so these are read directly.
+            let cert = self.path_or_empty(&mut t, "tls_cert");
+            let key = self.path_or_empty(&mut t, "tls_key");
+            match (cert, key) {
+                (Some((c1, _)), Some((k1, _))) => {
+                    c.http.tls_cert = Some(c1);
+                    c.http.tls_key = Some(k1);
+                }
+                (Some((_, at)), None) | (None, Some((_, at))) => self.error(
+                    at,
+                    "http.tls_cert and http.tls_key: set both (PEM files) or neither".into(),
+                ),
+                (None, None) => {}
+            }
+            self.finish(t);
+        }
+
+        if let Some(mut t) = self.table(&mut root, "auth") {
+            if let Some(b) = self.boolean(&mut t, "enabled") {
+                c.auth.enabled = b;
+            }
+            if let Some(n) = self.uint(&mut t, "session_days", 1, 3650, "days") {
+                c.auth.session_days = n;
+            }
+            if let Some(b) = self.boolean(&mut t, "public_metrics") {
+                c.auth.public_metrics = b;
             }
             self.finish(t);
         }

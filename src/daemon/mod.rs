@@ -54,6 +54,7 @@ pub fn demo_config(data: &Path, listen: std::net::SocketAddr) -> Config {
     let mut c = Config::default();
     c.storage.recordings_dir = data.join("recordings");
     c.storage.index_path = data.join("index.redb");
+    c.storage.state_dir = data.join("state");
     c.http.listen = listen;
     c.streams.push(Stream {
         id: "demo".into(),
@@ -64,6 +65,20 @@ pub fn demo_config(data: &Path, listen: std::net::SocketAddr) -> Config {
         segment_seconds: 60,
     });
     c
+}
+
+/// The demo's login: an `admin` with a new random password at every start, printed.
+fn demo_login(auth: &crate::auth::Auth) -> Result<()> {
+    let password = crate::auth::secret::hex(&crate::auth::secret::random_bytes::<9>()?);
+    let any = std::net::IpAddr::from([127, 0, 0, 1]);
+    if auth.accounts().user("admin").is_some() {
+        auth.set_password("admin", &password, None)?;
+    } else {
+        auth.add_user("admin", &password, crate::auth::Role::Admin, None, any)?;
+    }
+    // Printed, not logged: the demo's one purpose is to be opened by the person at the console.
+    eprintln!("demo: log in as admin with the password {password}");
+    Ok(())
 }
 
 fn recorder_input(config: &Config, mode: &Mode) -> (Vec<StreamSpec>, Vec<String>) {
@@ -86,6 +101,21 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
         .map_err(|e| Error::internal(format!("sigprocmask: {e}")))?;
 
     let store = Arc::new(Store::open(&config.storage.index_path)?);
+    let auth = Arc::new(crate::auth::Auth::open(
+        &config.storage.state_dir,
+        Arc::new(SystemClock),
+    )?);
+    auth.watch()?;
+    if !config.auth.enabled {
+        log::warn!(
+            "auth: disabled (auth.enabled = false): everyone who reaches {} is an admin; \
+             only do this behind a proxy that authenticates",
+            config.http.listen
+        );
+    }
+    if let Mode::Demo = mode {
+        demo_login(&auth)?;
+    }
     let beats = ["indexer", "retention", "recorder"].map(Heartbeat::new);
     let backfilled = Arc::new(AtomicBool::new(false));
     let done = backfilled.clone();
@@ -102,6 +132,7 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
     let statuses = recorder::Statuses::default();
     let shared = Arc::new(http::Shared::new(
         store.clone(),
+        auth.clone(),
         config.clone(),
         statuses.clone(),
         counters.clone(),
@@ -191,6 +222,7 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
     retention.stop();
     // The indexer reads the close events of the last segments before it stops.
     indexer.stop();
+    auth.flush();
     log::info!("stopped");
     Ok(0)
 }

@@ -65,3 +65,10 @@ fn serve_asset(req: &HttpRequest, name: &str) -> Result<HttpResponse> {
     Ok(r.content_type(a.content_type)
         .body(Bytes::from_static(body)))
 }
+
+/// Browsers ask for it on every page, the JSON ones too; the UI declares none.
+pub(super) async fn favicon() -> HttpResponse {
+    HttpResponse::NoContent()
+        .header("cache-control", "max-age=86400")
+        .finish()
+}

@@ -12,6 +12,8 @@
 //!   the only place that does. Bad input is 4xx, never 5xx, never a panic.
 //! - No file path is ever built from request input: files are found through the index.
 
+pub mod access;
+mod account;
 mod assets;
 mod body;
 mod health;
@@ -22,6 +24,7 @@ mod recordings;
 mod state;
 mod video;
 
+pub use access::Owner;
 use assets::*;
 use health::*;
 use params::*;
@@ -61,6 +64,9 @@ type State = web::types::State<Arc<Shared>>;
 pub fn status_of(kind: Kind) -> StatusCode {
     match kind {
         Kind::BadRequest | Kind::Config => StatusCode::BAD_REQUEST,
+        Kind::Unauthorized => StatusCode::UNAUTHORIZED,
+        Kind::Forbidden => StatusCode::FORBIDDEN,
+        Kind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         Kind::NotFound => StatusCode::NOT_FOUND,
         Kind::Conflict => StatusCode::CONFLICT,
         Kind::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -84,39 +90,54 @@ impl web::WebResponseError for Error {
     }
 }
 
-/// The route table.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/streams", web::get().to(streams))
-        .route(
-            "/api/streams/{id}/recordings",
-            web::get().to(stream_recordings),
-        )
-        .route(
-            "/api/streams/{id}/recordings/dates",
-            web::get().to(stream_dates),
-        )
-        .route("/api/recordings/{id}", web::get().to(recording))
-        .route("/api/recordings/{id}", web::patch().to(patch_recording))
-        .route("/api/recordings/{id}", web::delete().to(delete_recording))
-        .route("/api/recordings/{id}/stream", web::get().to(stream_file))
-        .route("/api/recordings/{id}/stream", web::head().to(stream_file))
-        .route(
-            "/api/streams/{id}/playback.mp4",
-            web::get().to(playback_mp4),
-        )
-        .route(
-            "/api/streams/{id}/playback.mp4",
-            web::head().to(playback_mp4),
-        )
-        .route(
-            "/api/streams/{id}/playback.json",
-            web::get().to(playback_json),
-        )
-        .route("/api/streams/{id}/live.mp4", web::get().to(live_mp4))
-        .route("/api/health", web::get().to(health))
-        .route("/metrics", web::get().to(metrics))
-        .route("/ui/{file}", web::get().to(ui_file))
-        .route("/", web::get().to(index_page));
+/// The route table: every route with its owner. `configure` registers them, the `access`
+/// middleware enforces the owners, and `ROUTES` lists them for the tests, so a route cannot be
+/// added without an owner.
+macro_rules! routes {
+    ($($method:ident $path:literal $owner:ident => $handler:expr;)*) => {
+        /// Every route: method, path pattern, owner.
+        pub const ROUTES: &[(&str, &str, Owner)] =
+            &[$((stringify!($method), $path, Owner::$owner)),*];
+
+        /// Registers every route of [`ROUTES`].
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            $(cfg.route($path, web::$method().to($handler));)*
+        }
+    };
+}
+
+routes! {
+    get "/api/streams" Viewer => streams;
+    get "/api/streams/{id}/recordings" Viewer => stream_recordings;
+    get "/api/streams/{id}/recordings/dates" Viewer => stream_dates;
+    get "/api/recordings/{id}" Viewer => recording;
+    patch "/api/recordings/{id}" Admin => patch_recording;
+    delete "/api/recordings/{id}" Admin => delete_recording;
+    get "/api/recordings/{id}/stream" Viewer => stream_file;
+    head "/api/recordings/{id}/stream" Viewer => stream_file;
+    get "/api/streams/{id}/playback.mp4" Viewer => playback_mp4;
+    head "/api/streams/{id}/playback.mp4" Viewer => playback_mp4;
+    get "/api/streams/{id}/playback.json" Viewer => playback_json;
+    get "/api/streams/{id}/live.mp4" Viewer => live_mp4;
+    get "/api/health" Public => health;
+    get "/metrics" Metrics => metrics;
+    get "/api/setup" Public => account::setup_state;
+    post "/api/setup" Public => account::setup;
+    post "/api/login" Public => account::login;
+    post "/api/logout" Viewer => account::logout;
+    get "/api/me" Viewer => account::me;
+    get "/api/users" Admin => account::users;
+    post "/api/users" Admin => account::add_user;
+    put "/api/users/{name}/password" Viewer => account::set_password;
+    delete "/api/users/{name}" Admin => account::delete_user;
+    get "/api/tokens" Admin => account::tokens;
+    post "/api/tokens" Admin => account::add_token;
+    delete "/api/tokens/{id}" Admin => account::delete_token;
+    post "/api/sign" Viewer => account::sign_url;
+    get "/api/audit" Admin => account::audit;
+    get "/ui/{file}" Public => ui_file;
+    get "/favicon.ico" Public => favicon;
+    get "/" Public => index_page;
 }
 
 /// The running HTTP server: its own thread with ntex's runtime and worker threads.
@@ -147,6 +168,7 @@ impl Server {
                     ntex::rt::System::new("http", ntex::rt::DefaultRuntime).block_on(async move {
                         let server = web::server(async move || {
                             web::App::new()
+                                .middleware(access::Access(shared.clone()))
                                 .state(shared.clone())
                                 .configure(configure)
                                 .default_service(web::to(not_found))

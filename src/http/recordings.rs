@@ -156,10 +156,14 @@ pub(super) async fn patch_recording(
         }
     };
     let (store, dir) = (st.store.clone(), st.recordings_dir());
+    let (auth, who, addr) = (st.auth.clone(), access::caller(&req)?, access::peer(&req));
     let rec = blocking(move || {
         let rec = store.get(id)?;
         set_file_locked(&dir.join(rec.file_path()), locked)?;
-        store.set_locked(id, locked)
+        let rec = store.set_locked(id, locked)?;
+        let action = if locked { "lock" } else { "unlock" };
+        account::record(&auth, &who, addr, action, &rec.file_path());
+        Ok(rec)
     })
     .await?;
     log::info!(
@@ -184,6 +188,7 @@ pub(super) fn set_file_locked(path: &std::path::Path, locked: bool) -> Result<()
 pub(super) async fn delete_recording(st: State, req: HttpRequest) -> Result<HttpResponse> {
     let id = id_param(&req)?;
     let (shared, dir) = (st.get_ref().clone(), st.recordings_dir());
+    let (who, addr) = (access::caller(&req)?, access::peer(&req));
     blocking(move || {
         let rec = shared.store.get(id)?;
         if rec.retention_locked {
@@ -198,7 +203,9 @@ pub(super) async fn delete_recording(st: State, req: HttpRequest) -> Result<Http
             &rec,
             retention::Reason::Manual,
             &shared.counters,
-        )
+        )?;
+        account::record(&shared.auth, &who, addr, "delete", &rec.file_path());
+        Ok(())
     })
     .await?;
     Ok(json_ok(&json!({"status": "deleted", "id": id})))

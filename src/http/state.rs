@@ -6,6 +6,9 @@ use super::*;
 /// What the HTTP handlers share with the rest of the daemon.
 pub struct Shared {
     pub store: Arc<Store>,
+    pub auth: Arc<crate::auth::Auth>,
+    /// The listener speaks HTTPS: cookies get `Secure`.
+    pub tls: bool,
     pub config: RwLock<Arc<Config>>,
     pub statuses: Statuses,
     pub counters: Arc<retention::Counters>,
@@ -69,12 +72,15 @@ impl<K: PartialEq, V: Clone> Recent<K, V> {
 impl Shared {
     pub fn new(
         store: Arc<Store>,
+        auth: Arc<crate::auth::Auth>,
         config: Config,
         statuses: Statuses,
         counters: Arc<retention::Counters>,
     ) -> Shared {
         Shared {
             store,
+            auth,
+            tls: config.http.tls_cert.is_some(),
             config: RwLock::new(Arc::new(config)),
             statuses,
             counters,

@@ -337,14 +337,64 @@ pub fn write_config(dir: &Path, streams: &str) -> PathBuf {
 /// A config file with the given `[retention]` keys.
 pub fn write_config_with(dir: &Path, retention: &str, streams: &str) -> PathBuf {
     let text = format!(
-        "[storage]\nrecordings_dir = \"{}\"\nindex_path = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
-         [retention]\n{retention}{streams}",
+        "[storage]\nrecordings_dir = \"{}\"\nindex_path = \"{}\"\nstate_dir = \"{}\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n[retention]\n{retention}{streams}",
         dir.join("recordings").display(),
-        dir.join("index.redb").display()
+        dir.join("index.redb").display(),
+        dir.join("state").display()
     );
     let p = dir.join("config.toml");
     std::fs::write(&p, text).unwrap();
+    if !dir.join("state/accounts.json").exists() {
+        add_user(&p, ADMIN, "admin");
+    }
     p
+}
+
+/// The admin every config of [`write_config`] has; [`Daemon::http_addr`] logs in as them, and
+/// [`http`] then sends their session cookie.
+pub const ADMIN: &str = "admin";
+pub const PASSWORD: &str = "test password";
+
+/// `wallflower-nvr user add NAME --role ROLE` with [`PASSWORD`].
+pub fn add_user(config: &Path, name: &str, role: &str) {
+    let mut child = Command::new(bin())
+        .args(["user", "add", name, "--role", role, "-c"])
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    assert!(child.wait().unwrap().success(), "user add {name}");
+}
+
+/// The session cookies of the daemons this test process logged in to, by address.
+/// (address, daemon pid, cookie): a later daemon on a reused port logs in afresh.
+static SESSIONS: Mutex<Vec<(String, u32, String)>> = Mutex::new(Vec::new());
+
+pub fn session_for(addr: &str) -> Option<String> {
+    SESSIONS
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(a, _, _)| a == addr)
+        .map(|(_, _, c)| c.clone())
+}
+
+/// Logs in as `user` and returns the `Cookie` header value for the session.
+pub fn login(addr: &str, user: &str, password: &str) -> String {
+    let body = serde_json::json!({"username": user, "password": password}).to_string();
+    let r = http_anon(addr, "POST", "/api/login", &[], body.as_bytes());
+    assert_eq!(
+        r.status,
+        200,
+        "login as {user}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let set = r.header("set-cookie").expect("a session cookie");
+    set.split(';').next().unwrap().to_owned()
 }
 
 /// The test camera: Debian's GStreamer RTSP server (`tests/rtsp-server.py`) serving H.264 + AAC
@@ -497,8 +547,31 @@ impl Resp {
 }
 
 /// A plain HTTP/1.1 client over a fresh TCP connection, so tests can send anything at all
-/// (hostile ranges, odd methods, oversized bodies) and see the raw answer.
+/// (hostile ranges, odd methods, oversized bodies) and see the raw answer. It sends the
+/// session cookie of [`Daemon::http_addr`]'s login unless `headers` bring their own `Cookie`
+/// or `Authorization`.
 pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let own = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("cookie") || k.eq_ignore_ascii_case("authorization"));
+    match session_for(addr) {
+        Some(c) if !own => {
+            let mut with = headers.to_vec();
+            with.push(("Cookie", &c));
+            http_anon(addr, method, path, &with, body)
+        }
+        _ => http_anon(addr, method, path, headers, body),
+    }
+}
+
+/// [`http`] with exactly the headers given: no identity unless they carry one.
+pub fn http_anon(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -595,7 +668,8 @@ pub fn http_for(addr: &str, path: &str, time: Duration) -> Resp {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let cookie = session_for(addr).map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}\r\n").unwrap();
     let until = Instant::now() + time;
     let mut raw = Vec::new();
     let mut buf = [0u8; 65536];
@@ -645,15 +719,30 @@ pub fn http_for(addr: &str, path: &str, time: Duration) -> Resp {
 
 impl Daemon {
     /// The address the daemon's HTTP server listens on (it is configured with port 0).
+    /// Logs in as [`ADMIN`] the first time, so that [`http`] is the admin from then on.
     pub fn http_addr(&mut self) -> String {
         let line = self
             .wait_log("http: listening on ", Duration::from_secs(20))
             .expect("the http server starts");
-        line.rsplit("listening on ")
+        let addr = line
+            .rsplit("listening on ")
             .next()
             .unwrap()
             .trim()
-            .to_owned()
+            .to_owned();
+        let pid = self.pid();
+        let known = SESSIONS
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(a, p, _)| *a == addr && *p == pid);
+        if !known {
+            let cookie = login(&addr, ADMIN, PASSWORD);
+            let mut s = SESSIONS.lock().unwrap();
+            s.retain(|(a, _, _)| *a != addr);
+            s.push((addr.clone(), pid, cookie));
+        }
+        addr
     }
 }
 
@@ -736,6 +825,21 @@ impl Browser {
             String::from_utf8_lossy(&r.body)
         );
         r.json()["value"].clone()
+    }
+
+    /// Opens `http://{addr}/` holding the admin session of [`Daemon::http_addr`], as if the
+    /// login page had been filled in (tests/auth.rs fills it in for real).
+    pub fn goto_logged_in(&self, addr: &str, path: &str) {
+        self.goto(&format!("http://{addr}/api/health"));
+        let cookie = session_for(addr).expect("log in with Daemon::http_addr first");
+        let (name, value) = cookie.split_once('=').unwrap();
+        self.call(
+            "POST",
+            "/cookie",
+            serde_json::json!({"cookie": {"name": name, "value": value, "path": "/",
+                               "httpOnly": true, "sameSite": "Strict"}}),
+        );
+        self.goto(&format!("http://{addr}{path}"));
     }
 
     pub fn goto(&self, url: &str) {
