@@ -65,7 +65,7 @@ fn a_bad_config_stops_the_daemon_before_anything_starts() {
     assert_ne!(out.status.code(), Some(0));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
-        stderr.contains("config.toml:11:1: streams[1].id: \"a\" is used by an earlier stream"),
+        stderr.contains("config.toml:12:1: streams[1].id: \"a\" is used by an earlier stream"),
         "{stderr}"
     );
     assert!(

@@ -345,7 +345,9 @@ pub fn write_config_with(dir: &Path, retention: &str, streams: &str) -> PathBuf 
     );
     let p = dir.join("config.toml");
     std::fs::write(&p, text).unwrap();
-    if !dir.join("state/accounts.json").exists() {
+    // A config that is bad on purpose has no daemon to log in to.
+    let valid = wallflower_nvr::config::Config::load(&p).is_ok();
+    if valid && !dir.join("state/accounts.json").exists() {
         add_user(&p, ADMIN, "admin");
     }
     p
