@@ -159,7 +159,11 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4);
-    let server = http::Server::start(shared.clone(), config.http.listen, workers)?;
+    let certs = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(c), Some(k)) => Some(http::tls::Certs::open(c, k)?),
+        _ => None,
+    };
+    let server = http::Server::start(shared.clone(), config.http.listen, workers, certs.clone())?;
     if let Mode::Config(path) = &mode {
         watch_config(path)?;
     }
@@ -180,7 +184,11 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
             .wait()
             .map_err(|e| Error::internal(format!("sigwait: {e}")))?;
         match (sig, &mode) {
-            (Signal::SIGHUP, Mode::Config(path)) => match Config::load(path) {
+            (Signal::SIGHUP, Mode::Config(path)) => match Config::load(path).inspect(|_| {
+                if let Some(c) = &certs {
+                    c.reload();
+                }
+            }) {
                 Ok(new) if new == config => log::info!("config {}: unchanged", path.display()),
                 Ok(new) => {
                     if new.storage != config.storage || new.http != config.http {

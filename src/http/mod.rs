@@ -22,6 +22,7 @@ mod params;
 mod range;
 mod recordings;
 mod state;
+pub mod tls;
 mod video;
 
 pub use access::Owner;
@@ -155,7 +156,9 @@ impl Server {
         shared: Arc<Shared>,
         listen: std::net::SocketAddr,
         workers: usize,
+        tls: Option<Arc<tls::Certs>>,
     ) -> Result<Server> {
+        let tls = tls.map(|c| c.server_config()).transpose()?;
         let listener = std::net::TcpListener::bind(listen)
             .map_err(|e| Error::new(Kind::Io, format!("http: cannot listen on {listen}: {e}")))?;
         let addr = listener.local_addr()?;
@@ -174,8 +177,11 @@ impl Server {
                                 .default_service(web::to(not_found))
                         })
                         .workers(workers)
-                        .disable_signals()
-                        .listen(listener)?
+                        .disable_signals();
+                        let server = match tls {
+                            Some(c) => server.listen_rustls(listener, c)?,
+                            None => server.listen(listener)?,
+                        }
                         .run();
                         let _ = tx.send(server.clone());
                         server.await
@@ -188,7 +194,10 @@ impl Server {
         let handle = rx
             .recv()
             .map_err(|_| Error::internal("http: the server did not start"))?;
-        log::info!("http: listening on {addr}");
+        log::info!(
+            "http: listening on {addr}{}",
+            if kept.tls { " (https)" } else { "" }
+        );
         Ok(Server {
             handle,
             shared: kept,
