@@ -43,6 +43,7 @@ cat >"$tmp/config.toml" <<TOML
 [storage]
 recordings_dir = "$tmp/recordings"
 index_path = "$tmp/index.redb"
+state_dir = "$tmp/state"
 [http]
 listen = "127.0.0.1:$port"
 [retention]
@@ -52,6 +53,8 @@ id = "cam"
 url = "rtsp://127.0.0.1:9/none"
 enabled = false
 TOML
+# An admin made at the console (Argon2id under qemu), then a login over HTTP.
+echo "smoke password" | run user add smoke --role admin -c "$tmp/config.toml"
 "$qemu" -L "$sysroot" "$bin" run -c "$tmp/config.toml" >"$tmp/daemon.log" 2>&1 &
 pid=$!
 health=
@@ -63,9 +66,14 @@ for _ in $(seq 120); do
 done
 echo "$health"
 grep -q '"status":"healthy"' <<<"$health" || { cat "$tmp/daemon.log"; say "not healthy"; exit 1; }
-streams=$(curl -sf "http://127.0.0.1:$port/api/streams/cam/recordings")
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/api/streams")" = 401 ] \
+    || { say "the API answered without a login"; exit 1; }
+curl -sf -c "$tmp/cookies" -H 'content-type: application/json' \
+    --data '{"username":"smoke","password":"smoke password"}' "http://127.0.0.1:$port/api/login" >/dev/null \
+    || { cat "$tmp/daemon.log"; say "login failed"; exit 1; }
+streams=$(curl -sf -b "$tmp/cookies" "http://127.0.0.1:$port/api/streams/cam/recordings")
 grep -q '"duration_seconds":3' <<<"$streams" || { say "the segment was not indexed: $streams"; exit 1; }
 kill -TERM "$pid"
 wait "$pid" || { cat "$tmp/daemon.log"; say "the daemon did not stop cleanly"; exit 1; }
 pid=
-say "daemon ok: /api/health answered and the segment was indexed"
+say "daemon ok: /api/health answered, the login worked and the segment was indexed"

@@ -103,7 +103,7 @@ fn setup_login_video_admin_logout_and_a_viewers_page() {
     // Live and recorded video play through the cookie alone.
     let live = plays(&browser, "/api/streams/door/live.mp4");
     assert!(live["t"].as_f64().unwrap_or(0.0) > 0.0, "live: {live}");
-    let start = chrono_free_start(&door);
+    let start = oldest_start_s(&door);
     let rec = plays(
         &browser,
         &format!("/api/streams/door/playback.mp4?start={start}"),
@@ -216,7 +216,7 @@ fn setup_login_video_admin_logout_and_a_viewers_page() {
 }
 
 /// The start of the oldest segment, as Unix seconds, from its file name.
-fn chrono_free_start(dir: &std::path::Path) -> i64 {
+fn oldest_start_s(dir: &std::path::Path) -> i64 {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

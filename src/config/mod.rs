@@ -273,6 +273,37 @@ mod tests {
     }
 
     #[test]
+    fn auth_and_tls_keys() {
+        let c = parse(
+            "[storage]\nstate_dir = \"/s\"\n[auth]\nenabled = false\nsession_days = 2\npublic_metrics = true\n\
+             [http]\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.storage.state_dir, Path::new("/s"));
+        assert_eq!(
+            (c.auth.enabled, c.auth.session_days, c.auth.public_metrics),
+            (false, 2, true)
+        );
+        assert_eq!(c.auth.session_ms(), 2 * 86_400_000);
+        assert_eq!(c.http.tls_cert.as_deref(), Some(Path::new("/c.pem")));
+        assert!(
+            parse("[http]\ntls_cert = \"\"\ntls_key = \"\"\n")
+                .unwrap()
+                .http
+                .tls_cert
+                .is_none()
+        );
+        assert_eq!(
+            errors("[auth]\nsession_days = 0\nbogus = 1\n[http]\ntls_key = \"/k\"\n"),
+            [
+                "c.toml:2:1: auth.session_days: must be a whole number of days from 1 to 3650",
+                "c.toml:3:1: auth.bogus: unknown key",
+                "c.toml:5:1: http.tls_cert and http.tls_key: set both (PEM files) or neither",
+            ]
+        );
+    }
+
+    #[test]
     fn syntax_errors_are_located() {
         let e = errors("[http]\nlisten = \n");
         assert!(e[0].starts_with("c.toml:2:"), "{e:?}");
