@@ -1,5 +1,7 @@
 //! Benchmarks of issue 4 with wrk (Debian's), printed as plain numbers:
-//! - listing a day of one stream (96 recordings): requests per second and p99 latency;
+//! - a login: the Argon2id hash's cost, as the median of 10 logins in a row;
+//! - listing a day of one stream (96 recordings): requests per second and p99 latency, with
+//!   accounts off (no identity to check), with the session cookie, and with an API token;
 //! - streaming a ~200 MB segment to 16 connections, side by side with nginx (`sendfile on`)
 //!   serving the same file.
 //!
@@ -14,8 +16,12 @@ use std::time::Duration;
 use common::{Daemon, Signal, TempDir, record_segments, wait_for, write_config};
 use wallflower_nvr::time::{parse_segment_name, segment_name};
 
-fn wrk(connections: u32, seconds: u32, url: &str) -> String {
-    let out = Command::new("wrk")
+fn wrk(connections: u32, seconds: u32, url: &str, header: &str) -> String {
+    let mut cmd = Command::new("wrk");
+    if !header.is_empty() {
+        cmd.args(["-H", header]);
+    }
+    let out = cmd
         .args([
             "-t2",
             &format!("-c{connections}"),
@@ -78,30 +84,68 @@ fn main() {
         .len();
 
     let cfg = write_config(dir.path(), "");
+    let list_path =
+        "/api/streams/cam/recordings?start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z";
+    let report = |what: &str, out: &str| {
+        println!(
+            "list a day (96 recordings), 32 connections, {what}: {} req/s, p99 {}, p50 {}",
+            field(out, "Requests/sec:"),
+            field(out, "99%"),
+            field(out, "50%")
+        )
+    };
+
+    // Accounts off: the figure before accounts existed.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}[auth]\nenabled = false\n")).unwrap();
+    let mut d = Daemon::start(&cfg);
+    let addr = d.http_addr_open();
+    assert!(d.wait_log("backfill:", Duration::from_secs(60)).is_some());
+    let list = format!("http://{addr}{list_path}");
+    let _ = wrk(32, 3, &list, "");
+    report("accounts off", &wrk(32, 10, &list, ""));
+    d.signal(Signal::SIGTERM);
+    assert!(d.wait(Duration::from_secs(30)).success());
+
+    std::fs::write(&cfg, text).unwrap();
     let mut d = Daemon::start(&cfg);
     let addr = d.http_addr();
-    assert!(d.wait_log("backfill:", Duration::from_secs(60)).is_some());
-    let list = format!(
-        "http://{addr}/api/streams/cam/recordings?start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z"
-    );
-    let r = common::http(&addr, "GET", &list[7 + addr.len()..], &[], b"");
-    assert_eq!(r.json().as_array().unwrap().len(), 96);
-    let _ = wrk(32, 3, &list);
-    let out = wrk(32, 10, &list);
+    let list = format!("http://{addr}{list_path}");
+    let mut ms: Vec<f64> = (0..10)
+        .map(|_| {
+            let t0 = std::time::Instant::now();
+            common::login(&addr, common::ADMIN, common::PASSWORD);
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
     println!(
-        "list a day (96 recordings), 32 connections: {} req/s, p99 {}, p50 {}",
-        field(&out, "Requests/sec:"),
-        field(&out, "99%"),
-        field(&out, "50%")
+        "login (Argon2id, m=19 MiB, t=2, p=1): median {:.0} ms, min {:.0} ms, max {:.0} ms",
+        ms[5], ms[0], ms[9]
     );
+    let r = common::http(&addr, "GET", list_path, &[], b"");
+    assert_eq!(r.json().as_array().unwrap().len(), 96);
+    let cookie = format!("Cookie: {}", common::session_for(&addr).unwrap());
+    let _ = wrk(32, 3, &list, &cookie);
+    report("session cookie", &wrk(32, 10, &list, &cookie));
+    let t = common::http(
+        &addr,
+        "POST",
+        "/api/tokens",
+        &[],
+        br#"{"name":"bench","role":"viewer"}"#,
+    )
+    .json();
+    let bearer = format!("Authorization: Bearer {}", t["token"].as_str().unwrap());
+    report("API token", &wrk(32, 10, &list, &bearer));
 
     let big_id =
         common::http(&addr, "GET", "/api/streams/big/recordings", &[], b"").json()[0]["id"]
             .as_u64()
             .unwrap();
     let ours_url = format!("http://{addr}/api/recordings/{big_id}/stream");
-    let _ = wrk(16, 3, &ours_url);
-    let ours = wrk(16, 15, &ours_url);
+    let _ = wrk(16, 3, &ours_url, &cookie);
+    let ours = wrk(16, 15, &ours_url, &cookie);
 
     // nginx serving the same file with sendfile.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -138,8 +182,8 @@ fn main() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     }));
     let nginx_url = format!("http://127.0.0.1:{port}/big/{big_name}");
-    let _ = wrk(16, 3, &nginx_url);
-    let theirs = wrk(16, 15, &nginx_url);
+    let _ = wrk(16, 3, &nginx_url, "");
+    let theirs = wrk(16, 15, &nginx_url, "");
     let _ = nginx.kill();
     let _ = nginx.wait();
 

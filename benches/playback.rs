@@ -15,9 +15,16 @@ use std::time::{Duration, Instant};
 use common::{Daemon, RtspServer, TempDir, record_segments, wait_for, write_config};
 use wallflower_nvr::time::{parse_segment_name, segment_name};
 
+/// The `Cookie` header of the helper's admin session with the daemon of `url`.
+fn cookie(url: &str) -> String {
+    let addr = url.trim_start_matches("http://").split('/').next().unwrap_or("");
+    format!("Cookie: {}", common::session_for(addr).expect("logged in"))
+}
+
 /// curl's time to first byte (ms) and download speed (MB/s) for `url`.
 fn curl(url: &str) -> (f64, f64) {
     let out = Command::new("curl")
+        .args(["-H", &cookie(url)])
         .args([
             "-s",
             "-o",
@@ -39,7 +46,7 @@ fn curl(url: &str) -> (f64, f64) {
 
 fn wrk_mb_s(url: &str) -> f64 {
     let out = Command::new("wrk")
-        .args(["-t2", "-c16", "-d10s", url])
+        .args(["-H", &cookie(url), "-t2", "-c16", "-d10s", url])
         .output()
         .expect("wrk runs (apt-get install wrk)");
     let out = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -721,17 +721,21 @@ pub fn http_for(addr: &str, path: &str, time: Duration) -> Resp {
 
 impl Daemon {
     /// The address the daemon's HTTP server listens on (it is configured with port 0).
-    /// Logs in as [`ADMIN`] the first time, so that [`http`] is the admin from then on.
-    pub fn http_addr(&mut self) -> String {
+    /// The address, without logging in (a box in setup mode, or with accounts off).
+    pub fn http_addr_open(&mut self) -> String {
         let line = self
             .wait_log("http: listening on ", Duration::from_secs(20))
             .expect("the http server starts");
-        let addr = line
-            .rsplit("listening on ")
+        line.rsplit("listening on ")
             .next()
             .unwrap()
             .trim()
-            .to_owned();
+            .to_owned()
+    }
+
+    /// Logs in as [`ADMIN`] the first time, so that [`http`] is the admin from then on.
+    pub fn http_addr(&mut self) -> String {
+        let addr = self.http_addr_open();
         let pid = self.pid();
         let known = SESSIONS
             .lock()
