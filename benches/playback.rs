@@ -17,7 +17,11 @@ use wallflower_nvr::time::{parse_segment_name, segment_name};
 
 /// The `Cookie` header of the helper's admin session with the daemon of `url`.
 fn cookie(url: &str) -> String {
-    let addr = url.trim_start_matches("http://").split('/').next().unwrap_or("");
+    let addr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or("");
     format!("Cookie: {}", common::session_for(addr).expect("logged in"))
 }
 

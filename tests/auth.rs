@@ -686,3 +686,46 @@ fn users_tokens_signed_urls_and_the_audit_log() {
         assert!(!log.contains(secret), "{secret:?} is in the log");
     }
 }
+
+#[test]
+fn camera_credentials_reach_neither_the_log_nor_viewers() {
+    let dir = TempDir::new("authsecrets");
+    let cfg = write_config(
+        dir.path(),
+        "[[streams]]\nid = \"cam\"\nurl = \"rtsp://admin:hunter2@127.0.0.1:9/none\"\n",
+    );
+    let mut d = Daemon::start(&cfg);
+    let addr = d.http_addr();
+    assert!(
+        d.wait_log("restarting in", Duration::from_secs(30))
+            .is_some()
+    );
+    let streams = http(&addr, "GET", "/api/streams", &[], b"");
+    let error = streams.json()[0]["recorder"]["last_error"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        error.contains("127.0.0.1"),
+        "the error still names the camera: {error}"
+    );
+    let health = http_anon(&addr, "GET", "/api/health", &[], b"");
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(d.wait_log("stopped", Duration::from_secs(30)).is_some());
+    for (what, text) in [
+        (
+            "/api/streams",
+            String::from_utf8_lossy(&streams.body).into_owned(),
+        ),
+        (
+            "/api/health",
+            String::from_utf8_lossy(&health.body).into_owned(),
+        ),
+        ("the log", d.log.join("\n")),
+    ] {
+        assert!(
+            !text.contains("hunter2"),
+            "the camera password is in {what}: {text}"
+        );
+    }
+}

@@ -54,9 +54,50 @@ pub fn setup_code() -> Result<String> {
     Ok(s)
 }
 
+/// `text` with the user and password of every URL in it replaced by `***`
+/// (`rtsp://admin:hunter2@cam/s` → `rtsp://***@cam/s`): camera URLs carry credentials, and
+/// ffmpeg repeats its input URL in its errors, which go to the log and to viewers.
+pub fn redact_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>') || c.is_whitespace()
+            })
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&tail[at..end]);
+            }
+            None => out.push_str(&tail[..end]),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_redacted() {
+        assert_eq!(
+            redact_credentials("rtsp://admin:hunter2@10.0.0.2:554/s1: Connection refused"),
+            "rtsp://***@10.0.0.2:554/s1: Connection refused"
+        );
+        assert_eq!(
+            redact_credentials("a \"rtsp://u:p@x\" and rtsps://v@y/z?q=1 and http://plain/x"),
+            "a \"rtsp://***@x\" and rtsps://***@y/z?q=1 and http://plain/x"
+        );
+        assert_eq!(redact_credentials("no url: a@b"), "no url: a@b");
+        assert_eq!(redact_credentials("rtsp://"), "rtsp://");
+    }
 
     #[test]
     fn digests_and_macs_are_the_standard_ones() {

@@ -459,8 +459,13 @@ impl Walker<'_> {
     }
 }
 
-/// Streams come from cameras or go2rtc, so only RTSP URLs with a host make sense.
+/// Streams come from cameras or go2rtc, so only RTSP URLs with a host make sense. The message
+/// shows the URL without its credentials.
 pub(super) fn check_url(url: &str) -> Result<(), String> {
+    check_url_inner(url).map_err(|e| crate::auth::secret::redact_credentials(&e))
+}
+
+fn check_url_inner(url: &str) -> Result<(), String> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(format!("{url:?} is not a URL; expected rtsp://host/path"));
     };

@@ -230,7 +230,7 @@ async fn supervise(
         };
         let why = match outcome {
             Outcome::Stopped => break,
-            Outcome::Exited(why) => why,
+            Outcome::Exited(why) => crate::auth::secret::redact_credentials(&why),
         };
         let wait = backoff.after_run(started.elapsed());
         log::warn!("{id}: {why}; restarting in {wait:?}");
@@ -318,6 +318,7 @@ async fn record_once(
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
+                let line = crate::auth::secret::redact_credentials(&line);
                 log::warn!("{id}: ffmpeg: {line}");
                 if audio_auto && needs_audio_transcode(&line) {
                     transcode.store(true, Ordering::Relaxed);
