@@ -107,6 +107,9 @@ pub struct Auth {
     sign_key: [u8; 32],
     pub audit: audit::Audit,
     saver: Mutex<std::sync::mpsc::Sender<()>>,
+    /// Held while the accounts file and the memory are brought in line, so that the watch
+    /// never sees this process's own write as a change made elsewhere.
+    edit: Mutex<()>,
 }
 
 impl Auth {
@@ -138,6 +141,7 @@ impl Auth {
             sign_key: sign::load_key(dir)?,
             audit: audit::Audit::new(dir),
             saver: Mutex::new(tx),
+            edit: Mutex::new(()),
         };
         auth.after_change()?;
         Ok(auth)
@@ -165,6 +169,7 @@ impl Auth {
     /// Re-reads the accounts file (the CLI may have changed it) and brings setup mode and the
     /// sessions in line with it.
     pub fn reload(&self) -> Result<()> {
+        let _edit = self.edit.lock().unwrap_or_else(|e| e.into_inner());
         let new = Accounts::load(&self.dir)?;
         let old = self.accounts();
         // A password changed elsewhere (`user passwd`) ends that user's sessions.
@@ -189,9 +194,14 @@ impl Auth {
         self.after_change()
     }
 
-    fn set_accounts(&self, a: Accounts) -> Result<()> {
-        *self.accounts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(a);
-        self.after_change()
+    /// Changes the accounts file under its lock and brings the memory in line.
+    fn commit<T>(&self, f: impl FnOnce(&mut Accounts) -> Result<T>) -> Result<(Arc<Accounts>, T)> {
+        let _edit = self.edit.lock().unwrap_or_else(|e| e.into_inner());
+        let (a, out) = Accounts::modify(&self.dir, f)?;
+        let a = Arc::new(a);
+        *self.accounts.write().unwrap_or_else(|e| e.into_inner()) = a.clone();
+        self.after_change()?;
+        Ok((a, out))
     }
 
     fn after_change(&self) -> Result<()> {
@@ -373,7 +383,7 @@ impl Auth {
         }
         let hash = password::hash(pw)?;
         let now = self.now_ms();
-        let (a, ()) = Accounts::modify(&self.dir, |a| {
+        let (a, ()) = self.commit(|a| {
             if by == Some("setup") && !a.users.is_empty() {
                 return Err(Error::new(Kind::Conflict, "the box is already set up"));
             }
@@ -383,7 +393,6 @@ impl Auth {
             .user(username)
             .cloned()
             .ok_or_else(|| Error::internal("lost a user"))?;
-        self.set_accounts(a)?;
         if let Some(by) = by {
             let action = if by == "setup" { "setup" } else { "user_add" };
             self.record(
@@ -405,8 +414,7 @@ impl Auth {
             return Err(Error::not_found(format!("no user {username:?}")));
         }
         let hash = password::hash(pw)?;
-        let (a, ()) = Accounts::modify(&self.dir, |a| a.set_hash(username, hash))?;
-        self.set_accounts(a)?;
+        self.commit(|a| a.set_hash(username, hash))?;
         if self
             .sessions
             .lock()
@@ -434,8 +442,7 @@ impl Auth {
     }
 
     pub fn remove_user(&self, username: &str) -> Result<()> {
-        let (a, ()) = Accounts::modify(&self.dir, |a| a.remove_user(username))?;
-        self.set_accounts(a)
+        self.commit(|a| a.remove_user(username)).map(|_| ())
     }
 
     /// Creates a token; returns its id and the token itself (shown once).
@@ -456,24 +463,23 @@ impl Auth {
             created_ms: now,
             created_by: by.to_owned(),
         };
-        let (a, ()) = Accounts::modify(&self.dir, |a| {
+        self.commit(|a| {
             a.tokens.push(t);
             Ok(())
         })?;
-        self.set_accounts(a)?;
         Ok((id, token))
     }
 
     pub fn remove_token(&self, id: &str) -> Result<()> {
-        let (a, ()) = Accounts::modify(&self.dir, |a| {
+        self.commit(|a| {
             let before = a.tokens.len();
             a.tokens.retain(|t| t.id != id);
             if a.tokens.len() == before {
                 return Err(Error::not_found(format!("no token {id:?}")));
             }
             Ok(())
-        })?;
-        self.set_accounts(a)
+        })
+        .map(|_| ())
     }
 
     /// The identity of a session cookie's value. Memory only.
