@@ -729,3 +729,29 @@ fn camera_credentials_reach_neither_the_log_nor_viewers() {
         );
     }
 }
+
+#[test]
+fn demo_prints_a_login_that_works() {
+    let dir = TempDir::new("authdemo");
+    let mut d = Daemon::start_with(
+        Command::new(common::bin())
+            .args(["demo", "--listen", "127.0.0.1:0", "--data"])
+            .arg(dir.path()),
+    );
+    let line = d
+        .wait_log(
+            "demo: log in as admin with the password ",
+            Duration::from_secs(20),
+        )
+        .unwrap();
+    let password = line.rsplit(' ').next().unwrap().to_owned();
+    let addr = d.http_addr_open();
+    assert_eq!(
+        http_anon(&addr, "GET", "/api/setup", &[], b"").json()["needed"],
+        false
+    );
+    let cookie = login(&addr, "admin", &password);
+    let streams = http(&addr, "GET", "/api/streams", &[("Cookie", &cookie)], b"").json();
+    assert_eq!(streams[0]["id"], "demo");
+    assert!(!d.log.iter().any(|l| l.contains("setup code")));
+}

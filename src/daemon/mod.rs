@@ -67,15 +67,21 @@ pub fn demo_config(data: &Path, listen: std::net::SocketAddr) -> Config {
     c
 }
 
-/// The demo's login: an `admin` with a new random password at every start, printed.
-fn demo_login(auth: &crate::auth::Auth) -> Result<()> {
-    let password = crate::auth::secret::hex(&crate::auth::secret::random_bytes::<9>()?);
-    let any = std::net::IpAddr::from([127, 0, 0, 1]);
-    if auth.accounts().user("admin").is_some() {
-        auth.set_password("admin", &password, None)?;
-    } else {
-        auth.add_user("admin", &password, crate::auth::Role::Admin, None, any)?;
-    }
+/// The demo's login: an `admin` with a new random password at every start, printed. Made
+/// before the accounts open, so the demo never enters setup mode.
+fn demo_login(state_dir: &Path) -> Result<()> {
+    use crate::auth::{Accounts, Role, password, secret};
+    let pw = secret::hex(&secret::random_bytes::<9>()?);
+    let hash = password::hash(&pw)?;
+    let now_ms = crate::time::Clock::now_ms(&SystemClock);
+    Accounts::modify(state_dir, |a| {
+        if a.user("admin").is_some() {
+            a.set_hash("admin", hash)
+        } else {
+            a.add_user("admin", Role::Admin, hash, now_ms)
+        }
+    })?;
+    let password = pw;
     // Printed, not logged: the demo's one purpose is to be opened by the person at the console.
     eprintln!("demo: log in as admin with the password {password}");
     Ok(())
@@ -101,6 +107,9 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
         .map_err(|e| Error::internal(format!("sigprocmask: {e}")))?;
 
     let store = Arc::new(Store::open(&config.storage.index_path)?);
+    if let Mode::Demo = mode {
+        demo_login(&config.storage.state_dir)?;
+    }
     let auth = Arc::new(crate::auth::Auth::open(
         &config.storage.state_dir,
         Arc::new(SystemClock),
@@ -112,9 +121,6 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
              only do this behind a proxy that authenticates",
             config.http.listen
         );
-    }
-    if let Mode::Demo = mode {
-        demo_login(&auth)?;
     }
     let beats = ["indexer", "retention", "recorder"].map(Heartbeat::new);
     let backfilled = Arc::new(AtomicBool::new(false));
