@@ -673,6 +673,22 @@ fn users_tokens_signed_urls_and_the_audit_log() {
     let dup = dup.wait_with_output().unwrap();
     assert_eq!(dup.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&dup.stderr).contains("exists"));
+    // An edited config file is applied, and the audit log says so.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}[[streams]]\nid = \"new\"\nenabled = false\n"),
+    )
+    .unwrap();
+    assert!(d.wait_log(": applying", Duration::from_secs(10)).is_some());
+    let audit = http(&addr, "GET", "/api/audit", &[], b"").json();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "config_apply" && e["user"] == "config file")
+    );
     // No secret reached the log.
     d.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(d.wait_log("stopped", Duration::from_secs(30)).is_some());

@@ -204,6 +204,13 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
                         );
                     }
                     log::info!("config {}: applying", path.display());
+                    auth.audit.record(&crate::auth::audit::Entry {
+                        time_ms: crate::time::Clock::now_ms(&SystemClock),
+                        user: "config file".into(),
+                        address: "local".into(),
+                        action: "config_apply".into(),
+                        target: path.display().to_string(),
+                    });
                     let (specs, disabled) = recorder_input(&new, &mode);
                     recorder.apply(specs, disabled);
                     shared.set_config(new.clone());
