@@ -218,6 +218,16 @@ fn every_route_against_every_kind_of_caller() {
                 ]
             })
         }),
+        // A forged login or setup from another site, with no session at all.
+        ("cross-site nobody", {
+            let host = addr.clone();
+            Box::new(move || {
+                vec![
+                    ("Origin".into(), "http://evil.example".into()),
+                    ("Host".into(), host.clone()),
+                ]
+            })
+        }),
     ];
 
     let mut wrong = Vec::new();
@@ -226,7 +236,8 @@ fn every_route_against_every_kind_of_caller() {
             let unsafe_method = !matches!(method, "GET" | "HEAD");
             let o = owner(method, pattern);
             let identified_as = match *who {
-                "nobody" | "ended session" | "forged session" | "forged token" => None,
+                "nobody" | "ended session" | "forged session" | "forged token"
+                | "cross-site nobody" => None,
                 "viewer cookie" | "viewer token" => Some("viewer"),
                 _ => Some("admin"),
             };

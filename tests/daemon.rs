@@ -160,3 +160,28 @@ fn kill_9_while_indexing_then_restart_leaves_the_index_equal_to_the_disk() {
     assert_eq!(ids.len(), recs.len(), "ids are unique");
     assert_eq!(store.unindexable_count().unwrap(), 0);
 }
+
+/// A stop that comes while the HTTP workers are still starting once left ntex's server future
+/// unresolved and the daemon hung (about one start in fifteen). Each of these starts is
+/// stopped at once and must exit within seconds.
+#[test]
+fn a_stop_right_after_start_always_exits() {
+    let dir = TempDir::new("quickstop");
+    let cfg = write_config(dir.path(), "");
+    for i in 0..20 {
+        let mut d = Daemon::start(&cfg);
+        assert!(
+            d.wait_log("http: listening on", Duration::from_secs(20))
+                .is_some()
+        );
+        d.signal(common::Signal::SIGTERM);
+        let t0 = std::time::Instant::now();
+        let status = d.wait(Duration::from_secs(15));
+        assert!(status.success(), "start {i}: {status}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(12),
+            "start {i} took {:?}",
+            t0.elapsed()
+        );
+    }
+}

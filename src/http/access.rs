@@ -113,6 +113,17 @@ fn decide(shared: &Shared, req: &WebRequest<DefaultError>) -> Result<Option<Iden
     let public = owner == Owner::Public || (owner == Owner::Metrics && config.auth.public_metrics);
     let headers = req.headers();
     let auth = &shared.auth;
+    // A page of another site may not change anything here, logged in or not (a login or the
+    // setup forged from elsewhere included); scripts with a token send no Origin of a site.
+    if unsafe_method(req.method())
+        && !headers.contains_key(ntex::http::header::AUTHORIZATION)
+        && cross_site(headers)
+    {
+        return Err(Error::new(
+            Kind::Forbidden,
+            "a cross-site request cannot change anything",
+        ));
+    }
     let who = if let Some(value) = headers.get(ntex::http::header::AUTHORIZATION) {
         let token = value
             .to_str()
@@ -128,15 +139,7 @@ fn decide(shared: &Shared, req: &WebRequest<DefaultError>) -> Result<Option<Iden
         }
     } else if let Some(secret) = session_cookie(headers) {
         match auth.session(secret, config.auth.session_ms()) {
-            Some(id) => {
-                if unsafe_method(req.method()) && cross_site(headers) {
-                    return Err(Error::new(
-                        Kind::Forbidden,
-                        "a cross-site request cannot change anything",
-                    ));
-                }
-                id
-            }
+            Some(id) => id,
             None if public => return Ok(None),
             None => {
                 return Err(Error::new(

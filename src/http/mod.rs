@@ -144,6 +144,11 @@ routes! {
 /// The running HTTP server: its own thread with ntex's runtime and worker threads.
 pub struct Server {
     handle: ntex::server::Server,
+    /// Ends the server thread's future even if ntex's own stop never resolves it (seen when a
+    /// stop came while workers were still starting).
+    quit: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Says the server thread has ended, so `stop` never waits on it forever.
+    done: std::sync::mpsc::Receiver<()>,
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub addr: std::net::SocketAddr,
@@ -163,6 +168,8 @@ impl Server {
             .map_err(|e| Error::new(Kind::Io, format!("http: cannot listen on {listen}: {e}")))?;
         let addr = listener.local_addr()?;
         let (tx, rx) = std::sync::mpsc::channel();
+        let (quit, quit_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done) = std::sync::mpsc::channel();
         let kept = shared.clone();
         let thread = std::thread::Builder::new()
             .name("http".into())
@@ -184,11 +191,15 @@ impl Server {
                         }
                         .run();
                         let _ = tx.send(server.clone());
-                        server.await
+                        tokio::select! {
+                            r = server => r,
+                            _ = quit_rx => Ok(()),
+                        }
                     });
                 if let Err(e) = run {
                     log::error!("http: {e}");
                 }
+                let _ = done_tx.send(());
             })
             .map_err(|e| Error::internal(format!("http thread: {e}")))?;
         let handle = rx
@@ -200,13 +211,16 @@ impl Server {
         );
         Ok(Server {
             handle,
+            quit: Some(quit),
+            done,
             shared: kept,
             thread: Some(thread),
             addr,
         })
     }
 
-    /// Stops accepting, lets running requests finish, and waits for the thread.
+    /// Stops accepting, lets running requests finish (5 s at most), and ends the thread. It
+    /// never waits forever: a stop must not depend on ntex resolving its server future.
     pub fn stop(mut self) {
         self.shared.close_live();
         let stop = self.handle.stop(true);
@@ -218,8 +232,18 @@ impl Server {
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stop).await;
             });
         }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(q) = self.quit.take() {
+            let _ = q.send(());
+        }
+        match self.done.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                if let Some(t) = self.thread.take() {
+                    let _ = t.join();
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                log::warn!("http: the server thread did not end; leaving it to the exit");
+            }
         }
     }
 }
