@@ -316,3 +316,27 @@ fn demo_prints_a_login_that_works() {
     assert_eq!(streams[0]["id"], "demo");
     assert!(!d.log.iter().any(|l| l.contains("setup code")));
 }
+
+#[test]
+fn accounts_off_make_everyone_an_admin_and_say_so() {
+    let dir = TempDir::new("authoff");
+    let cfg = write_config(dir.path(), "");
+    std::fs::remove_file(dir.path().join("state/accounts.json")).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}[auth]\nenabled = false\n")).unwrap();
+    let mut d = Daemon::start(&cfg);
+    assert!(
+        d.wait_log("auth: disabled", Duration::from_secs(20))
+            .is_some()
+    );
+    let addr = d.http_addr_open();
+    let setup = http_anon(&addr, "GET", "/api/setup", &[], b"").json();
+    assert_eq!(setup["needed"], false, "{setup}");
+    assert_eq!(setup["me"]["role"], "admin");
+    assert_eq!(
+        http_anon(&addr, "GET", "/api/streams", &[], b"").status,
+        200
+    );
+    assert_eq!(http_anon(&addr, "GET", "/api/users", &[], b"").status, 200);
+    assert_eq!(http_anon(&addr, "GET", "/metrics", &[], b"").status, 200);
+}

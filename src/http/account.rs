@@ -45,9 +45,9 @@ pub(super) async fn setup_state(st: State, req: HttpRequest) -> Result<HttpRespo
     let me = caller(&req).ok().map(|who| {
         json!({"username": who.username, "role": who.role.as_str(), "auth": st.config().auth.enabled})
     });
-    Ok(json_ok(
-        &json!({"needed": st.auth.setup_needed(), "me": me}),
-    ))
+    // With accounts off there is nobody to set up.
+    let needed = st.config().auth.enabled && st.auth.setup_needed();
+    Ok(json_ok(&json!({"needed": needed, "me": me})))
 }
 
 #[derive(Deserialize)]
