@@ -326,15 +326,7 @@ fn setup_mode_takes_its_code_once_and_a_restart_makes_a_new_one() {
         d.wait_log("one-time setup code", Duration::from_secs(20))
             .is_some()
     );
-    let line = d
-        .wait_log("http: listening on ", Duration::from_secs(20))
-        .unwrap();
-    let addr = line
-        .rsplit("listening on ")
-        .next()
-        .unwrap()
-        .trim()
-        .to_owned();
+    let addr = d.http_addr_open();
     let code = std::fs::read_to_string(&code_file)
         .unwrap()
         .trim()

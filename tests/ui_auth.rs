@@ -50,15 +50,7 @@ fn setup_login_video_admin_logout_and_a_viewers_page() {
     );
     std::fs::remove_file(dir.path().join("state/accounts.json")).unwrap();
     let mut d = Daemon::start(&cfg);
-    let line = d
-        .wait_log("http: listening on ", Duration::from_secs(20))
-        .unwrap();
-    let addr = line
-        .rsplit("listening on ")
-        .next()
-        .unwrap()
-        .trim()
-        .to_owned();
+    let addr = d.http_addr_open();
     let code = std::fs::read_to_string(dir.path().join("state/setup-code")).unwrap();
     let door = dir.path().join("recordings/door");
     assert!(wait_for(Duration::from_secs(30), || std::fs::read_dir(

@@ -9,8 +9,12 @@ use super::access::{Owner, caller, owner_of, peer};
 use super::*;
 use crate::auth::{COOKIE, Identity, NewSession, Role, Via, sign};
 
-fn body_json<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T> {
-    serde_json::from_slice(body)
+/// The request body as JSON of the `shape` named in the error.
+async fn body_json<T: serde::de::DeserializeOwned>(
+    payload: web::types::Payload,
+    shape: &str,
+) -> Result<T> {
+    serde_json::from_slice(&read_body(payload).await?)
         .map_err(|e| Error::bad_request(format!("the body must be {shape}: {e}")))
 }
 
@@ -65,10 +69,7 @@ pub(super) async fn setup(
 ) -> Result<HttpResponse> {
     let addr = peer(&req);
     let r = async {
-        let b: SetupBody = body_json(
-            &read_body(payload).await?,
-            "{\"code\", \"username\", \"password\"}",
-        )?;
+        let b: SetupBody = body_json(payload, "{\"code\", \"username\", \"password\"}").await?;
         let (auth, max) = (st.auth.clone(), st.config().auth.session_ms());
         let s = blocking(move || auth.setup(&b.code, &b.username, &b.password, addr, max)).await?;
         Ok(logged_in(&st, s))
@@ -91,7 +92,7 @@ pub(super) async fn login(
 ) -> Result<HttpResponse> {
     let addr = peer(&req);
     let r = async {
-        let b: LoginBody = body_json(&read_body(payload).await?, "{\"username\", \"password\"}")?;
+        let b: LoginBody = body_json(payload, "{\"username\", \"password\"}").await?;
         let (auth, max) = (st.auth.clone(), st.config().auth.session_ms());
         let s = blocking(move || auth.login(&b.username, &b.password, addr, max)).await?;
         Ok(logged_in(&st, s))
@@ -161,10 +162,7 @@ pub(super) async fn add_user(
     payload: web::types::Payload,
 ) -> Result<HttpResponse> {
     let who = caller(&req)?;
-    let b: NewUserBody = body_json(
-        &read_body(payload).await?,
-        "{\"username\", \"password\", \"role\"}",
-    )?;
+    let b: NewUserBody = body_json(payload, "{\"username\", \"password\", \"role\"}").await?;
     let role = role_of(b.role.as_deref())?;
     let (auth, addr, by) = (st.auth.clone(), peer(&req), who.audit_name());
     let u =
@@ -199,10 +197,7 @@ pub(super) async fn set_password(
             "only an admin changes another user's password",
         ));
     }
-    let b: PasswordBody = body_json(
-        &read_body(payload).await?,
-        "{\"password\", \"current_password\"}",
-    )?;
+    let b: PasswordBody = body_json(payload, "{\"password\", \"current_password\"}").await?;
     let addr = peer(&req);
     let auth = st.auth.clone();
     let keep = match &who.via {
@@ -265,7 +260,7 @@ pub(super) async fn add_token(
     payload: web::types::Payload,
 ) -> Result<HttpResponse> {
     let who = caller(&req)?;
-    let b: NewTokenBody = body_json(&read_body(payload).await?, "{\"name\", \"role\"}")?;
+    let b: NewTokenBody = body_json(payload, "{\"name\", \"role\"}").await?;
     let role = role_of(b.role.as_deref())?;
     let (auth, addr) = (st.auth.clone(), peer(&req));
     blocking(move || {
@@ -305,10 +300,7 @@ pub(super) async fn sign_url(
     payload: web::types::Payload,
 ) -> Result<HttpResponse> {
     let who = caller(&req)?;
-    let b: SignBody = body_json(
-        &read_body(payload).await?,
-        "{\"path\", \"expires_seconds\"}",
-    )?;
+    let b: SignBody = body_json(payload, "{\"path\", \"expires_seconds\"}").await?;
     let ttl = b.expires_seconds.unwrap_or(sign::DEFAULT_TTL_S);
     if !(1..=sign::MAX_TTL_S).contains(&ttl) {
         return Err(Error::bad_request(format!(
