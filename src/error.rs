@@ -18,6 +18,10 @@ pub enum Kind {
     NotFound,
     /// The request is well formed but clashes with the state (deleting a locked recording).
     Conflict,
+    /// `If-Match` names a version that is no longer current (the config changed meanwhile).
+    PreconditionFailed,
+    /// A change that must say which version it replaces (`If-Match`) did not.
+    PreconditionRequired,
     /// A byte range that lies outside the resource.
     RangeNotSatisfiable,
     /// A request body larger than the endpoint accepts.

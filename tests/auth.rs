@@ -114,6 +114,16 @@ const TABLE: &[(&str, &str, &str, u16, u16)] = &[
     ("DELETE", "/api/tokens/none", "/api/tokens/{id}", 0, 404),
     ("POST", "/api/sign", "/api/sign", 400, 400),
     ("GET", "/api/audit", "/api/audit", 0, 200),
+    ("GET", "/api/config", "/api/config", 0, 200),
+    // No If-Match: 428, and nothing is written.
+    ("PUT", "/api/config", "/api/config", 0, 428),
+    (
+        "POST",
+        "/api/config/validate",
+        "/api/config/validate",
+        0,
+        200,
+    ),
     ("GET", "/ui/app.js", "/ui/{file}", 200, 200),
     ("GET", "/favicon.ico", "/favicon.ico", 204, 204),
     ("GET", "/", "/", 200, 200),

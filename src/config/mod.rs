@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub mod save;
 mod walk;
 
 pub const DEFAULT_PATH: &str = "/etc/wallflower-nvr/config.toml";

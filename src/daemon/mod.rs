@@ -136,13 +136,17 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
     )?;
     let counters = Arc::new(retention::Counters::default());
     let statuses = recorder::Statuses::default();
-    let shared = Arc::new(http::Shared::new(
+    let mut shared = http::Shared::new(
         store.clone(),
         auth.clone(),
         config.clone(),
         statuses.clone(),
         counters.clone(),
-    ));
+    );
+    if let Mode::Config(path) = &mode {
+        shared.config_path = Some(path.clone());
+    }
+    let shared = Arc::new(shared);
     let current = shared.clone();
     let retention = retention::spawn(
         store.clone(),
@@ -190,34 +194,38 @@ pub fn run(config: Config, mode: Mode) -> Result<i32> {
             .wait()
             .map_err(|e| Error::internal(format!("sigwait: {e}")))?;
         match (sig, &mode) {
-            (Signal::SIGHUP, Mode::Config(path)) => match Config::load(path).inspect(|_| {
-                if let Some(c) = &certs {
-                    c.reload();
-                }
-            }) {
-                Ok(new) if new == config => log::info!("config {}: unchanged", path.display()),
-                Ok(new) => {
-                    if new.storage != config.storage || new.http != config.http {
-                        log::warn!(
-                            "config {}: [storage] and [http] changes take effect at the next start",
-                            path.display()
-                        );
+            (Signal::SIGHUP, Mode::Config(path)) => {
+                match Config::load(path).inspect(|_| {
+                    if let Some(c) = &certs {
+                        c.reload();
                     }
-                    log::info!("config {}: applying", path.display());
-                    auth.audit.record(&crate::auth::audit::Entry {
-                        time_ms: crate::time::Clock::now_ms(&SystemClock),
-                        user: "config file".into(),
-                        address: "local".into(),
-                        action: "config_apply".into(),
-                        target: path.display().to_string(),
-                    });
-                    let (specs, disabled) = recorder_input(&new, &mode);
-                    recorder.apply(specs, disabled);
-                    shared.set_config(new.clone());
-                    config = new;
+                }) {
+                    Ok(new) if new == config => log::info!("config {}: unchanged", path.display()),
+                    Ok(new) => {
+                        if new.storage != config.storage || new.http != config.http {
+                            log::warn!(
+                                "config {}: [storage] and [http] changes take effect at the next start",
+                                path.display()
+                            );
+                        }
+                        log::info!("config {}: applying", path.display());
+                        auth.audit.record(&crate::auth::audit::Entry {
+                            time_ms: crate::time::Clock::now_ms(&SystemClock),
+                            user: "config file".into(),
+                            address: "local".into(),
+                            action: "config_apply".into(),
+                            target: path.display().to_string(),
+                        });
+                        let (specs, disabled) = recorder_input(&new, &mode);
+                        recorder.apply(specs, disabled);
+                        shared.set_config(new.clone());
+                        config = new;
+                    }
+                    Err(e) => log::error!("config reload refused, the running config stays:\n{e}"),
                 }
-                Err(e) => log::error!("config reload refused, the running config stays:\n{e}"),
-            },
+                // Saves through the API wait for this.
+                shared.reloaded();
+            }
             (Signal::SIGHUP, Mode::Demo) => {}
             _ => {
                 log::info!("{sig}: stopping");

@@ -16,6 +16,7 @@ pub mod access;
 mod account;
 mod assets;
 mod body;
+mod config;
 mod health;
 mod live;
 mod params;
@@ -69,6 +70,8 @@ pub fn status_of(kind: Kind) -> StatusCode {
         Kind::Forbidden => StatusCode::FORBIDDEN,
         Kind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         Kind::NotFound => StatusCode::NOT_FOUND,
+        Kind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+        Kind::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
         Kind::Conflict => StatusCode::CONFLICT,
         Kind::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
         Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -136,6 +139,9 @@ routes! {
     delete "/api/tokens/{id}" Admin => account::delete_token;
     post "/api/sign" Viewer => account::sign_url;
     get "/api/audit" Admin => account::audit;
+    get "/api/config" Admin => config::get_config;
+    put "/api/config" Admin => config::put_config;
+    post "/api/config/validate" Admin => config::validate_config;
     get "/ui/{file}" Public => ui_file;
     get "/favicon.ico" Public => favicon;
     get "/" Public => index_page;

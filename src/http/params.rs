@@ -78,25 +78,38 @@ pub(super) fn json_ok(v: &Value) -> HttpResponse {
     HttpResponse::Ok().json(v)
 }
 
-/// The request body, up to [`MAX_BODY`] bytes. A larger one is read on (up to a bound) and
-/// dropped, so the client is still reading when the 413 arrives instead of seeing a reset.
-pub(super) async fn read_body(mut payload: web::types::Payload) -> Result<Vec<u8>> {
+/// The largest config text accepted (SPEC §6): a config of hundreds of cameras is far smaller.
+pub(super) const MAX_CONFIG_BODY: usize = 1 << 20;
+
+/// The request body, up to [`MAX_BODY`] bytes.
+pub(super) async fn read_body(payload: web::types::Payload) -> Result<Vec<u8>> {
+    read_body_up_to(payload, MAX_BODY).await
+}
+
+/// A config text, up to [`MAX_CONFIG_BODY`] bytes.
+pub(super) async fn read_config_body(payload: web::types::Payload) -> Result<Vec<u8>> {
+    read_body_up_to(payload, MAX_CONFIG_BODY).await
+}
+
+/// The request body, up to `limit` bytes. A larger one is read on (up to a bound) and dropped,
+/// so the client is still reading when the 413 arrives instead of seeing a reset.
+async fn read_body_up_to(mut payload: web::types::Payload, limit: usize) -> Result<Vec<u8>> {
     let mut body = Vec::new();
     let mut seen = 0usize;
     while let Some(chunk) = payload.recv().await {
         let chunk = chunk.map_err(|e| Error::bad_request(format!("reading the body: {e}")))?;
         seen += chunk.len();
-        if seen > MAX_BODY * 256 {
+        if seen > limit.saturating_mul(4).max(MAX_BODY * 256) {
             break;
         }
-        if seen <= MAX_BODY {
+        if seen <= limit {
             body.extend_from_slice(&chunk);
         }
     }
-    if seen > MAX_BODY {
+    if seen > limit {
         return Err(Error::new(
             Kind::TooLarge,
-            format!("the body is larger than {MAX_BODY} bytes"),
+            format!("the body is larger than {limit} bytes"),
         ));
     }
     Ok(body)

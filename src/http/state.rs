@@ -18,6 +18,12 @@ pub struct Shared {
     pub(super) plans: Recent<PlanKey, (Arc<stitch::Plan>, std::time::Instant)>,
     /// Started by the first live viewer.
     pub(super) live: std::sync::Mutex<Option<Arc<live::Hub>>>,
+    /// The config file, when there is one (not in the demo).
+    pub config_path: Option<PathBuf>,
+    /// Saves through the API, one at a time.
+    pub(super) config_save: std::sync::Mutex<()>,
+    /// How many reloads the daemon has handled, and a wake-up for those who wait on one.
+    reloads: (std::sync::Mutex<u64>, std::sync::Condvar),
 }
 
 /// (path, size, mtime) of a file whose fragments were read: a file that changes misses.
@@ -90,6 +96,9 @@ impl Shared {
             fragments: Recent::new(128),
             plans: Recent::new(8),
             live: std::sync::Mutex::new(None),
+            config_path: None,
+            config_save: std::sync::Mutex::new(()),
+            reloads: (std::sync::Mutex::new(0), std::sync::Condvar::new()),
         }
     }
 
@@ -102,6 +111,27 @@ impl Shared {
 
     pub fn set_config(&self, c: Config) {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(c);
+    }
+
+    /// The daemon handled a reload (applied, unchanged or refused).
+    pub fn reloaded(&self) {
+        *self.reloads.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.reloads.1.notify_all();
+    }
+
+    pub(super) fn reload_count(&self) -> u64 {
+        *self.reloads.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits (blocking) until a reload after `seen` has been handled; false on timeout.
+    pub(super) fn wait_reload(&self, seen: u64, timeout: std::time::Duration) -> bool {
+        let n = self.reloads.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (n, _) = self
+            .reloads
+            .1
+            .wait_timeout_while(n, timeout, |n| *n <= seen)
+            .unwrap_or_else(|e| e.into_inner());
+        *n > seen
     }
 
     pub(super) fn live_hub(&self) -> Result<Arc<live::Hub>> {

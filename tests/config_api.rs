@@ -1,0 +1,121 @@
+//! The config over HTTP (SPEC §6) on the real daemon and its real inotify watch: the text and
+//! its tag, validation with positions, saves guarded by If-Match, exactly one reload a save,
+//! the old text kept, and what needs a restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, TempDir, http, write_config};
+use serde_json::json;
+
+fn put(addr: &str, text: &str, tag: Option<&str>) -> common::Resp {
+    let mut headers = vec![("Content-Type", "application/toml")];
+    if let Some(t) = tag {
+        headers.push(("If-Match", t));
+    }
+    http(addr, "PUT", "/api/config", &headers, text.as_bytes())
+}
+
+#[test]
+fn the_config_is_read_validated_and_saved_with_its_tag() {
+    let dir = TempDir::new("configapi");
+    let cfg = write_config(
+        dir.path(),
+        "# the yard camera, installed in May\n[[streams]]\nid = \"yard\"\nurl = \"rtsp://127.0.0.1:9/none\"\nenabled = false\n",
+    );
+    let mut d = Daemon::start(&cfg);
+    let addr = d.http_addr();
+
+    let got = http(&addr, "GET", "/api/config", &[], b"");
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("cache-control"), Some("no-store"));
+    let text = String::from_utf8(got.body.clone()).unwrap();
+    assert_eq!(text, std::fs::read_to_string(&cfg).unwrap());
+    let tag = got.header("etag").unwrap().to_owned();
+
+    // Validation: every error with its line, column and key; nothing written.
+    let bad = text.replace("enabled = false", "enabled = \"no\"\nbogus = 1");
+    let v = http(&addr, "POST", "/api/config/validate", &[], bad.as_bytes()).json();
+    let line = text.lines().position(|l| l == "enabled = false").unwrap() + 1;
+    assert_eq!(
+        v["errors"],
+        json!([
+            {"line": line, "col": 1, "key": "streams[0].enabled", "message": "expected true or false, found string"},
+            {"line": line + 1, "col": 1, "key": "streams[0].bogus", "message": "unknown key"},
+        ])
+    );
+    assert_eq!(
+        http(&addr, "POST", "/api/config/validate", &[], text.as_bytes()).json(),
+        json!({"errors": []})
+    );
+
+    // Saves: If-Match is required and must be current; an invalid text writes nothing.
+    assert_eq!(put(&addr, &text, None).status, 428);
+    assert_eq!(put(&addr, &text, Some("\"stale\"")).status, 412);
+    let r = put(&addr, &bad, Some(&tag));
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["errors"].as_array().unwrap().len(), 2);
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), text);
+    assert!(!dir.path().join("config.toml.prev").exists());
+
+    // A valid save: applied by one reload, the file exactly as sent, the old one kept.
+    let new = text.replace("enabled = false", "enabled = false\nretention_days = 3");
+    let r = put(&addr, &new, Some(&tag));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let saved = r.json();
+    assert_eq!(saved["applied"], true);
+    assert_eq!(saved["restart_needed"], json!([]));
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), new);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("config.toml.prev")).unwrap(),
+        text
+    );
+    let streams = http(&addr, "GET", "/api/streams", &[], b"").json();
+    assert_eq!(streams[0]["retention_days"], 3);
+    let new_tag = saved["etag"].as_str().unwrap().to_owned();
+    assert_eq!(
+        http(&addr, "GET", "/api/config", &[], b"").header("etag"),
+        Some(new_tag.as_str())
+    );
+    // The old tag is stale now.
+    assert_eq!(put(&addr, &text, Some(&tag)).status, 412);
+
+    // A hand edit meanwhile makes the UI's tag stale too.
+    std::fs::write(&cfg, format!("{new}# edited by hand\n")).unwrap();
+    assert!(common::wait_for(Duration::from_secs(5), || {
+        http(&addr, "GET", "/api/config", &[], b"").header("etag") != Some(new_tag.as_str())
+    }));
+    assert_eq!(put(&addr, &new, Some(&new_tag)).status, 412);
+
+    // A key the running daemon cannot change is reported.
+    let got = http(&addr, "GET", "/api/config", &[], b"");
+    let text = String::from_utf8(got.body.clone()).unwrap();
+    let moved = text.replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"");
+    let r = put(&addr, &moved, got.header("etag")).json();
+    assert_eq!(r["restart_needed"], json!(["http.listen"]));
+
+    // Two saves at once with the same tag: one wins, the other gets 412.
+    let got = http(&addr, "GET", "/api/config", &[], b"");
+    let tag = got.header("etag").unwrap().to_owned();
+    let text = String::from_utf8(got.body.clone()).unwrap();
+    let racers: Vec<_> = (0..2)
+        .map(|i| {
+            let (addr, tag) = (addr.clone(), tag.clone());
+            let text = format!("{text}# writer {i}\n");
+            std::thread::spawn(move || put(&addr, &text, Some(&tag)).status)
+        })
+        .collect();
+    let mut codes: Vec<u16> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+    codes.sort();
+    assert_eq!(codes, [200, 412]);
+
+    // Each save was exactly one reload.
+    d.signal(common::Signal::SIGTERM);
+    assert!(d.wait_log("stopped", Duration::from_secs(30)).is_some());
+    let applying = d.log.iter().filter(|l| l.contains(": applying")).count();
+    let unchanged = d.log.iter().filter(|l| l.contains(": unchanged")).count();
+    // Four writes, four reloads: retention_days and http.listen change the config; the hand
+    // edit and the race's winner only add comments.
+    assert_eq!((applying, unchanged), (2, 2), "{:#?}", d.log);
+}
