@@ -119,3 +119,93 @@ fn the_config_is_read_validated_and_saved_with_its_tag() {
     // edit and the race's winner only add comments.
     assert_eq!((applying, unchanged), (2, 2), "{:#?}", d.log);
 }
+
+#[test]
+fn cameras_are_added_changed_and_removed_keeping_the_file_as_written() {
+    let dir = TempDir::new("configstreams");
+    let cfg = write_config(dir.path(), "# cameras below; keep this note\n");
+    add_user_viewer(&cfg);
+    let mut d = Daemon::start(&cfg);
+    let addr = d.http_addr();
+    let before = std::fs::read_to_string(&cfg).unwrap();
+    let send =
+        |m: &str, p: &str, b: serde_json::Value| http(&addr, m, p, &[], b.to_string().as_bytes());
+
+    let r = send(
+        "POST",
+        "/api/streams",
+        json!({"id": "porch", "url": "rtsp://admin:hunter2@127.0.0.1:9/s", "enabled": false}),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["url"], "rtsp://admin:***@127.0.0.1:9/s");
+    let after_add = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        after_add.starts_with(&before),
+        "the file before the new table is untouched"
+    );
+    for (b, want) in [
+        (json!({"id": "porch", "url": "rtsp://x/y"}), 409),
+        (json!({"id": "Bad Id", "url": "rtsp://x/y"}), 400),
+        (json!({"id": "new"}), 400),
+        (json!({"id": "new", "url": "http://x/y"}), 400),
+        (
+            json!({"id": "new", "url": "rtsp://x/y", "colour": "red"}),
+            400,
+        ),
+    ] {
+        let r = send("POST", "/api/streams", b.clone());
+        assert_eq!(r.status, want, "{b}: {}", String::from_utf8_lossy(&r.body));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&cfg).unwrap(),
+        after_add,
+        "refused edits write nothing"
+    );
+
+    // Admins see the URL masked; viewers not at all.
+    let listed = http(&addr, "GET", "/api/streams", &[], b"").json();
+    assert_eq!(listed[0]["url"], "rtsp://admin:***@127.0.0.1:9/s");
+    let vic = common::login(&addr, "vic", common::PASSWORD);
+    let as_viewer = http(&addr, "GET", "/api/streams", &[("Cookie", &vic)], b"");
+    assert!(as_viewer.json()[0].get("url").is_none());
+    assert!(!String::from_utf8_lossy(&as_viewer.body).contains("hunter2"));
+
+    let r = send("PATCH", "/api/streams/porch", json!({"retention_days": 9}));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["retention_days"], 9);
+    assert_eq!(
+        send("PATCH", "/api/streams/porch", json!({"retention_days": -1})).status,
+        400
+    );
+    assert_eq!(send("PATCH", "/api/streams/nope", json!({})).status, 404);
+    let streams = http(&addr, "GET", "/api/streams", &[], b"").json();
+    assert_eq!(streams[0]["retention_days"], 9);
+
+    let r = send("DELETE", "/api/streams/porch", json!(null));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        std::fs::read_to_string(&cfg).unwrap().trim_end(),
+        before.trim_end()
+    );
+    assert_eq!(
+        http(&addr, "GET", "/api/streams", &[], b"").json(),
+        json!([])
+    );
+    let audit = http(&addr, "GET", "/api/audit", &[], b"").json();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in ["stream_add", "stream_change", "stream_remove"] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+    d.signal(common::Signal::SIGTERM);
+    assert!(d.wait_log("stopped", Duration::from_secs(30)).is_some());
+    assert!(!d.log.join("\n").contains("hunter2"));
+}
+
+fn add_user_viewer(cfg: &std::path::Path) {
+    common::add_user(cfg, "vic", "viewer");
+}

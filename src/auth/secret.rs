@@ -81,9 +81,37 @@ pub fn redact_credentials(text: &str) -> String {
     out
 }
 
+/// A camera URL as an admin may see it: the user kept, the password masked
+/// (`rtsp://admin:hunter2@cam/s` → `rtsp://admin:***@cam/s`).
+pub fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            let masked = if rest[..at].contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{masked}{}", &rest[at..])
+        }
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            mask_password("rtsp://admin:hunter2@cam:554/s?a=b"),
+            "rtsp://admin:***@cam:554/s?a=b"
+        );
+        assert_eq!(mask_password("rtsp://cam/s"), "rtsp://cam/s");
+        assert_eq!(mask_password("rtsp://u@cam/s"), "rtsp://u@cam/s");
+        assert_eq!(mask_password("rtsp://u:p:q@cam/s"), "rtsp://u:***@cam/s");
+    }
 
     #[test]
     fn credentials_in_urls_are_redacted() {

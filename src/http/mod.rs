@@ -142,6 +142,9 @@ routes! {
     get "/api/config" Admin => config::get_config;
     put "/api/config" Admin => config::put_config;
     post "/api/config/validate" Admin => config::validate_config;
+    post "/api/streams" Admin => config::add_stream;
+    patch "/api/streams/{id}" Admin => config::patch_stream;
+    delete "/api/streams/{id}" Admin => config::delete_stream;
     get "/ui/{file}" Public => ui_file;
     get "/favicon.ico" Public => favicon;
     get "/" Public => index_page;

@@ -34,8 +34,10 @@ pub(super) fn recording_json(r: &Recording) -> HttpResponse {
     HttpResponse::Ok().json(&RecordingJson::from(r))
 }
 
-pub(super) async fn streams(st: State) -> Result<HttpResponse> {
+pub(super) async fn streams(st: State, req: HttpRequest) -> Result<HttpResponse> {
     let config = st.config();
+    // Camera URLs may hold passwords: admins see them masked, viewers not at all.
+    let admin = access::caller(&req).is_ok_and(|w| w.role == crate::auth::Role::Admin);
     let statuses = st
         .statuses
         .lock()
@@ -51,7 +53,7 @@ pub(super) async fn streams(st: State) -> Result<HttpResponse> {
                 None if s.enabled => "starting",
                 None => "disabled",
             };
-            json!({
+            let mut v = json!({
                 "id": s.id,
                 "name": s.name,
                 "enabled": s.enabled,
@@ -63,7 +65,11 @@ pub(super) async fn streams(st: State) -> Result<HttpResponse> {
                     "last_error": status.and_then(|x| x.last_error.clone()),
                     "last_segment_time": status.and_then(|x| x.last_segment_ms).map(|ms| time::rfc3339_us(ms * 1000)),
                 },
-            })
+            });
+            if admin {
+                v["url"] = json!(crate::auth::secret::mask_password(&s.url));
+            }
+            v
         })
         .collect();
     Ok(json_ok(&Value::Array(list)))
