@@ -210,6 +210,12 @@ impl Config {
     }
 }
 
+/// Whether `url` is a camera URL the config accepts (`rtsp://` or `rtsps://` with a host); the
+/// message shows it without credentials.
+pub fn check_stream_url(url: &str) -> Result<(), String> {
+    walk::check_url(url)
+}
+
 /// `[a-z0-9][a-z0-9_-]{0,63}`
 pub fn valid_stream_id(id: &str) -> bool {
     let b = id.as_bytes();

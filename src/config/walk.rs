@@ -461,7 +461,7 @@ impl Walker<'_> {
 
 /// Streams come from cameras or go2rtc, so only RTSP URLs with a host make sense. The message
 /// shows the URL without its credentials.
-pub(super) fn check_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
     check_url_inner(url).map_err(|e| crate::auth::secret::redact_credentials(&e))
 }
 

@@ -16,6 +16,7 @@ pub mod access;
 mod account;
 mod assets;
 mod body;
+mod camera;
 mod config;
 mod health;
 mod live;
@@ -143,6 +144,8 @@ routes! {
     put "/api/config" Admin => config::put_config;
     post "/api/config/validate" Admin => config::validate_config;
     post "/api/streams" Admin => config::add_stream;
+    post "/api/sources/probe" Admin => camera::probe_source;
+    get "/api/streams/{id}/snapshot.jpg" Viewer => camera::snapshot;
     patch "/api/streams/{id}" Admin => config::patch_stream;
     delete "/api/streams/{id}" Admin => config::delete_stream;
     get "/ui/{file}" Public => ui_file;

@@ -31,6 +31,7 @@ use crate::time;
 
 mod ffmpeg;
 mod status;
+pub mod tools;
 
 pub use ffmpeg::{SEGMENT_MOVFLAGS, Source, StreamSpec, ffmpeg_args, segment_output_args};
 use ffmpeg::{exit_reason, needs_audio_transcode, rtsp_host_port, spawn_ffmpeg, stop_child};
