@@ -9,6 +9,8 @@ use crate::recorder::tools::{self, Source};
 
 /// Snapshot widths accepted.
 const WIDTHS: std::ops::RangeInclusive<u32> = 16..=1920;
+/// How long a snapshot of "now" is served again; one of a past time is kept while cached.
+const FRESH: Duration = Duration::from_secs(5);
 /// How long the live bytes of a snapshot may take to come.
 const LIVE_WAIT: Duration = Duration::from_secs(3);
 
@@ -84,6 +86,12 @@ pub(super) async fn snapshot(st: State, req: HttpRequest) -> Result<HttpResponse
             .filter(|w| WIDTHS.contains(w))
             .ok_or_else(|| Error::bad_request(format!("width {w:?} is not from 16 to 1920")))?,
     };
+    let key = (id.clone(), at_us, width);
+    if let Some((jpeg, made)) = st.snapshots.get(&key)
+        && (at_us.is_some() || made.elapsed() < FRESH)
+    {
+        return Ok(jpeg_response(jpeg));
+    }
     let ffmpeg = st.config().recording.ffmpeg_path.clone();
     let jpeg = match at_us {
         None => match newest_keyframe(&st, &id).await {
@@ -93,10 +101,17 @@ pub(super) async fn snapshot(st: State, req: HttpRequest) -> Result<HttpResponse
         },
         Some(us) => recorded(&st, &id, Some(us.div_euclid(1000)), &ffmpeg, width).await?,
     };
-    Ok(HttpResponse::Ok()
+    let jpeg = Bytes::from(jpeg);
+    st.snapshots
+        .insert(key, (jpeg.clone(), std::time::Instant::now()), |_| false);
+    Ok(jpeg_response(jpeg))
+}
+
+fn jpeg_response(jpeg: Bytes) -> HttpResponse {
+    HttpResponse::Ok()
         .content_type("image/jpeg")
         .header("cache-control", "no-store")
-        .body(jpeg))
+        .body(jpeg)
 }
 
 /// A keyframe from the recording that holds `at_ms` (or the newest one), at or before it.

@@ -16,6 +16,8 @@ pub struct Shared {
     pub(super) listings: Recent<ListingKey, Bytes>,
     pub(super) fragments: Recent<FileKey, Arc<media::Fragments>>,
     pub(super) plans: Recent<PlanKey, (Arc<stitch::Plan>, std::time::Instant)>,
+    /// Recent snapshots: (stream, time, width) → JPEG and when it was made.
+    pub(super) snapshots: Recent<(String, Option<i64>, u32), (Bytes, std::time::Instant)>,
     /// Started by the first live viewer.
     pub(super) live: std::sync::Mutex<Option<Arc<live::Hub>>>,
     /// The config file, when there is one (not in the demo).
@@ -95,6 +97,7 @@ impl Shared {
             // A day of 15-minute segments, so a player seeking through a day re-reads none.
             fragments: Recent::new(128),
             plans: Recent::new(8),
+            snapshots: Recent::new(32),
             live: std::sync::Mutex::new(None),
             config_path: None,
             config_save: std::sync::Mutex::new(()),
