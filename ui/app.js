@@ -2,6 +2,8 @@
 // Native ES modules, no build step, no framework; it uses only the public API.
 
 import { admin } from './admin.js';
+import { cameras } from './cameras.js';
+import { editor } from './editor.js';
 import { h } from './dom.js';
 import { focus } from './focus.js';
 import { grid } from './grid.js';
@@ -27,6 +29,8 @@ async function route() {
   try {
     if (!await whoami(view, route)) { document.body.dataset.ready = 'login'; return; }
     if (parts[0] === 'admin' && isAdmin()) await admin(view);
+    else if (parts[0] === 'cameras' && isAdmin()) await cameras(view);
+    else if (parts[0] === 'config' && isAdmin()) await editor(view);
     else if (parts[0] === 'password') view.replaceChildren(passwordPage(() => { location.hash = '#/'; }));
     else if (parts[0] === 'stream' && parts[1]) await focus(view, parts[1], parts[2] === 'recordings' ? 'recordings' : 'live', parts[3], route);
     else await grid(view, every);

@@ -67,6 +67,8 @@ function drawMenu() {
   if (!me || !me.auth) { menu.replaceChildren(); return; }
   menu.replaceChildren(
     h('span', { id: 'whoami' }, `${me.username} (${me.role})`),
+    isAdmin() ? h('a', { href: '#/cameras', id: 'cameras-link' }, 'Cameras') : null,
+    isAdmin() ? h('a', { href: '#/config', id: 'config-link' }, 'Config') : null,
     isAdmin() ? h('a', { href: '#/admin', id: 'admin-link' }, 'Admin') : null,
     h('a', { href: '#/password' }, 'Password'),
     h('button', { id: 'logout', onclick: async () => {

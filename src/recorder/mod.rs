@@ -133,11 +133,13 @@ struct Running {
 async fn run(mut rx: mpsc::UnboundedReceiver<Command_>, statuses: Statuses, on_growth: OnGrowth) {
     let mut running: HashMap<String, Running> = HashMap::new();
     while let Some(cmd) = rx.recv().await {
+        // An apply with no streams at all (a box with no cameras yet) is not a stop: later
+        // applies must still start what is added.
+        let stopping = matches!(cmd, Command_::Stop);
         let (specs, disabled) = match cmd {
             Command_::Apply(specs, disabled) => (specs, disabled),
             Command_::Stop => (Vec::new(), Vec::new()),
         };
-        let stopping = specs.is_empty() && disabled.is_empty();
         let mut to_stop = Vec::new();
         for (id, r) in running.iter() {
             if !specs.contains(&r.spec) {
