@@ -209,3 +209,39 @@ fn cameras_are_added_changed_and_removed_keeping_the_file_as_written() {
 fn add_user_viewer(cfg: &std::path::Path) {
     common::add_user(cfg, "vic", "viewer");
 }
+
+#[test]
+fn a_kill_during_a_save_leaves_the_old_or_the_new_config_whole() {
+    let dir = TempDir::new("configkill");
+    let cfg = write_config(dir.path(), "# before\n");
+    let old = std::fs::read_to_string(&cfg).unwrap();
+    let new = format!("{old}# after: {}\n", "x".repeat(200_000));
+    let mut seen_new = 0;
+    for i in 0..8u64 {
+        std::fs::write(&cfg, &old).unwrap();
+        let mut d = Daemon::start(&cfg);
+        let addr = d.http_addr();
+        let tag = http(&addr, "GET", "/api/config", &[], b"")
+            .header("etag")
+            .unwrap()
+            .to_owned();
+        let (a, t, n) = (addr.clone(), tag.clone(), new.clone());
+        let saver = std::thread::spawn(move || {
+            // The connection dies with the daemon: any answer, or none, will do.
+            let _ = std::panic::catch_unwind(|| put(&a, &n, Some(&t)));
+        });
+        std::thread::sleep(Duration::from_millis(i * 3));
+        d.signal(common::Signal::SIGKILL);
+        let _ = d.wait(Duration::from_secs(10));
+        let _ = saver.join();
+        let now = std::fs::read_to_string(&cfg).unwrap();
+        assert!(
+            now == old || now == new,
+            "a mix after a kill at {} ms",
+            i * 3
+        );
+        seen_new += usize::from(now == new);
+        wallflower_nvr::config::Config::load(&cfg).unwrap();
+    }
+    eprintln!("the new config was whole after {seen_new} of 8 kills, the old one after the rest");
+}
