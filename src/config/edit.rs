@@ -157,7 +157,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const SHIPPED: &str = include_str!("../../config/wallflower-nvr.toml");
+    /// A config as people write them: comments, blank lines, keys in their own order.
+    const SHIPPED: &str = "# wallflower-nvr\n\n[storage]\nrecordings_dir = \"/data/recordings\" # the big disk\n\n\
+        # The door, since May.\n[[streams]]\nid = \"front-door\"\nname = \"Front door\"\n\
+        url = \"rtsp://192.168.1.20:554/stream1\"\nretention_days = 14\n\n[[streams]]\nid = \"garden\"\n\
+        segment_seconds = 600\n\n[[streams]]\nid = \"garage\"\nenabled = false\n";
 
     fn map(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()

@@ -350,6 +350,15 @@ mod tests {
     fn the_shipped_example_is_valid() {
         let text = include_str!("../../config/wallflower-nvr.toml");
         let c = parse(text).unwrap();
-        assert!(!c.streams.is_empty());
+        assert!(c.streams.is_empty(), "a new box has no cameras: none made up");
+        // The commented example becomes a valid camera once uncommented.
+        let example: String = text
+            .lines()
+            .skip_while(|l| !l.starts_with("# [[streams]]"))
+            .take_while(|l| l.starts_with("# ") && !l.starts_with("# A stream"))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        let c = parse(&format!("{text}{example}")).unwrap();
+        assert_eq!(c.streams[0].id, "front-door");
     }
 }
