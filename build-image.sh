@@ -84,6 +84,14 @@ if [ "$1" = configure ]; then
         --shell /usr/sbin/nologin --comment "wallflower-nvr" wallflower-nvr
     install -d -o wallflower-nvr -g wallflower-nvr -m 0750 /var/lib/wallflower-nvr
     install -d -o wallflower-nvr -g wallflower-nvr -m 0750 /data/recordings
+    # The daemon saves its own config (through a temp file and a rename in this folder), and
+    # the file holds camera passwords: the folder and the file are its group's, no one else's.
+    chown root:wallflower-nvr /etc/wallflower-nvr
+    chmod 0770 /etc/wallflower-nvr
+    if [ -f /etc/wallflower-nvr/config.toml ]; then
+        chgrp wallflower-nvr /etc/wallflower-nvr/config.toml
+        chmod 0660 /etc/wallflower-nvr/config.toml
+    fi
     # Enabled on first install only: an admin who disabled it keeps it disabled.
     if [ -z "$2" ]; then
         systemctl enable wallflower-nvr.service >/dev/null 2>&1 || true
@@ -131,6 +139,23 @@ debs() {
     deb_for armhf armv7-unknown-linux-gnueabihf
 }
 
+# SSH for those who want it, keys only: password logins are refused, and root's keys are read
+# from a file the user puts on the card (see the README). Host keys are made at the first boot,
+# never shipped: every box gets its own.
+ssh_setup_hook() {
+    cat <<'HOOK'
+mkdir -p "$1/etc/ssh/sshd_config.d" "$1/etc/systemd/system/ssh.service.d"
+printf '%s\n' '# wallflower-nvr: keys only. Put a public key on the card as' \
+    '# /boot/firmware/wallflower-authorized_keys (Raspberry Pi OS) or /boot/wallflower-authorized_keys.' \
+    'PasswordAuthentication no' 'KbdInteractiveAuthentication no' 'PermitRootLogin prohibit-password' \
+    'AuthorizedKeysFile .ssh/authorized_keys /boot/firmware/wallflower-authorized_keys /boot/wallflower-authorized_keys' \
+    >"$1/etc/ssh/sshd_config.d/wallflower-nvr.conf"
+printf '%s\n' '[Service]' 'ExecStartPre=' 'ExecStartPre=/usr/bin/ssh-keygen -A' 'ExecStartPre=/usr/sbin/sshd -t' \
+    >"$1/etc/systemd/system/ssh.service.d/host-keys.conf"
+rm -f "$1"/etc/ssh/ssh_host_*
+HOOK
+}
+
 # rootfs DIR: an arm64 Debian root filesystem with ffmpeg, systemd and our .deb installed.
 rootfs() {
     local dir=$1 deb
@@ -142,7 +167,7 @@ rootfs() {
     # mkinitramfs (which runs emulated) is quick.
     mmdebstrap --architectures=arm64 --variant=minbase \
         --hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount \
-        --include=systemd-sysv,udev,kmod,iproute2,netbase,ca-certificates,gpgv,linux-image-arm64,initramfs-tools,ffmpeg,"$deb" \
+        --include=systemd-sysv,udev,kmod,iproute2,netbase,ca-certificates,gpgv,linux-image-arm64,initramfs-tools,ffmpeg,nano,openssh-server,"$deb" \
         --aptopt='APT::Install-Recommends "false"' \
         --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
         --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
@@ -154,6 +179,7 @@ rootfs() {
         --customize-hook='printf "[Match]\nName=en* eth*\n[Network]\nDHCP=yes\n" >"$1/etc/systemd/network/20-wired.network"' \
         --customize-hook='chroot "$1" systemctl enable systemd-networkd.service >/dev/null 2>&1' \
         --customize-hook='echo root:wallflower | chroot "$1" chpasswd && chroot "$1" chage -d 0 root' \
+        --customize-hook="$(ssh_setup_hook)" \
         --customize-hook='chroot "$1" systemctl is-enabled wallflower-nvr.service' \
         "$SUITE" "$dir" "$MIRROR"
 }
@@ -224,6 +250,7 @@ inject() {
         rm -f /tmp/wallflower-nvr_*.deb /etc/resolv.conf; mv /etc/resolv.conf.orig /etc/resolv.conf 2>/dev/null || true; apt-get clean'
     umount "$dir/proc" "$dir/dev"
     trap - EXIT
+    sh -c "$(ssh_setup_hook)" sh "$dir"
     chroot "$dir" systemctl is-enabled wallflower-nvr.service >/dev/null
     sectors=$((sectors + grow))
     truncate -s "$(((start + sectors) * 512 + 1048576))" "$img"

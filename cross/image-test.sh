@@ -4,6 +4,10 @@
 # with a hostfwd port), and from the host:
 # - waits for GET /api/health to answer, and prints how long that took from qemu's start;
 # - checks that a first boot is in setup mode (GET /api/setup) and the API is closed;
+# - completes the setup over HTTP with the code the box printed, adds a camera (the GStreamer
+#   RTSP test camera on the host, reached through qemu's user network at 10.0.2.2) with
+#   POST /api/streams, and waits for its first recorded segment: the daemon saved its own
+#   config, applied it and recorded; prints how long that took from qemu's start;
 # - checks, from the guest's own `systemctl show` (run at boot via systemd.run= and written to
 #   the serial console), that the unit is active with its watchdog armed and being fed.
 # The image itself is not changed (-snapshot).
@@ -38,7 +42,9 @@ rm -f "$console"
 # Run in the guest once the unit is up: its state and watchdog, to the serial console. It runs
 # as its own transient service, so the boot does not wait for it; systemd.run= alone would boot
 # into kernel-command-line.target only, hence systemd.unit= and systemd.wants=.
-report="until systemctl is-active -q wallflower-nvr.service; do sleep 2; done; sleep 40; \
+report="until [ -s /var/lib/wallflower-nvr/setup-code ]; do sleep 1; done; \
+echo REPORT:SetupCode=\$(cat /var/lib/wallflower-nvr/setup-code) >/dev/ttyAMA0; \
+until systemctl is-active -q wallflower-nvr.service; do sleep 2; done; sleep 40; \
 systemctl show wallflower-nvr.service -p ActiveState -p SubState -p WatchdogUSec \
 -p WatchdogTimestampMonotonic -p NRestarts | sed s/^/REPORT:/ >/dev/ttyAMA0"
 start=$(date +%s.%N)
@@ -70,6 +76,39 @@ echo "setup: $setup"
 grep -q '"needed":true' <<<"$setup" || { echo "image-test: a fresh image is not in setup mode" >&2; exit 1; }
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$port/api/streams")
 [ "$code" = 401 ] || { echo "image-test: /api/streams answered $code without a login" >&2; exit 1; }
+
+# Setup over HTTP with the code the box printed, then a camera from the host.
+for _ in $(seq 120); do
+    setup_code=$(grep -ao 'REPORT:SetupCode=[A-Z0-9-]*' "$console" 2>/dev/null | tail -1 | cut -d= -f2 || true)
+    [ -n "$setup_code" ] && break
+    sleep 1
+done
+[ -n "$setup_code" ] || { tail -50 "$console"; echo "image-test: the box printed no setup code" >&2; exit 1; }
+jar=$OUT/cookies
+curl -sf -c "$jar" -H 'content-type: application/json' --max-time 60 \
+    --data "{\"code\":\"$setup_code\",\"username\":\"admin\",\"password\":\"image test password\"}" \
+    "http://127.0.0.1:$port/api/setup" >/dev/null || { echo "image-test: setup failed" >&2; exit 1; }
+cam_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+/usr/bin/python3 tests/rtsp-server.py "$cam_port" cam >/dev/null 2>&1 &
+cam_pid=$!
+trap 'kill "$pid" "$cam_pid" 2>/dev/null || true' EXIT
+added_at=$(date +%s.%N)
+added=$(curl -s -b "$jar" -H 'content-type: application/json' --max-time 60 -w ' %{http_code}' \
+    --data "{\"id\":\"cam\",\"url\":\"rtsp://10.0.2.2:$cam_port/cam\",\"segment_seconds\":10}" \
+    "http://127.0.0.1:$port/api/streams")
+echo "added: $added"
+[ "${added##* }" = 201 ] || { echo "image-test: adding the camera failed" >&2; exit 1; }
+recorded=
+for _ in $(seq 300); do
+    recorded=$(curl -sf -b "$jar" --max-time 10 "http://127.0.0.1:$port/api/streams/cam/recordings" || true)
+    grep -q '"duration_seconds"' <<<"$recorded" && break
+    sleep 1
+done
+grep -q '"duration_seconds"' <<<"$recorded" || {
+    curl -s -b "$jar" "http://127.0.0.1:$port/api/streams"; echo
+    echo "image-test: the camera added through the API recorded nothing in 5 minutes" >&2; exit 1; }
+now=$(date +%s.%N)
+awk -v a="$now" -v b="$start" -v c="$added_at" 'BEGIN { printf "image-test: first recorded segment of a camera added over HTTP %.0f s after qemu started (%.0f s after it was added)\n", a - b, a - c }'
 
 for _ in $(seq 300); do
     grep -q 'REPORT:NRestarts' "$console" 2>/dev/null && break
