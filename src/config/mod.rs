@@ -350,7 +350,10 @@ mod tests {
     fn the_shipped_example_is_valid() {
         let text = include_str!("../../config/wallflower-nvr.toml");
         let c = parse(text).unwrap();
-        assert!(c.streams.is_empty(), "a new box has no cameras: none made up");
+        assert!(
+            c.streams.is_empty(),
+            "a new box has no cameras: none made up"
+        );
         // The commented example becomes a valid camera once uncommented.
         let example: String = text
             .lines()
