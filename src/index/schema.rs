@@ -1,6 +1,7 @@
 //! The index's layout in one place: the schema version, every redb table and the encoding of
-//! the values stored in them. Bump [`SCHEMA_VERSION`] with any change here; an index of another
-//! version is moved aside and rebuilt from the files.
+//! the values stored in them. Bump [`SCHEMA_VERSION`] with any change here, and teach
+//! `Store::open` to migrate the version before it in place; an index of an unknown version is
+//! moved aside and rebuilt from the files.
 
 use redb::TableDefinition;
 
@@ -8,7 +9,9 @@ use crate::error::{Error, Result};
 use crate::time;
 
 /// Bump when the layout of any table or value changes.
-pub const SCHEMA_VERSION: u64 = 1;
+/// - 1: recordings, ids, unindexable files.
+/// - 2: adds `totals` and `hours`, derived from the recordings (migrated in place from 1).
+pub const SCHEMA_VERSION: u64 = 2;
 
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// `(stream_id, start_ms)` → encoded [`Recording`] (without its key).
@@ -20,8 +23,20 @@ pub(super) const IDS: TableDefinition<u64, (&str, i64)> = TableDefinition::new("
 pub(super) const UNINDEXABLE: TableDefinition<&str, (u64, i64, &str)> =
     TableDefinition::new("unindexable");
 
+/// `stream_id` → (recordings, bytes). Changed in the same transaction as every change to
+/// [`RECORDINGS`]; a stream without recordings has no row.
+pub(super) const TOTALS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("totals");
+/// `(stream_id, utc_day)` → 24 little-endian `u32`: for each UTC hour of the day, how many
+/// recordings of the stream hold footage in it (see [`Recording::hours`]). Changed in the same
+/// transaction as every change to [`RECORDINGS`]; a day with no footage has no row.
+pub(super) const HOURS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("hours");
+
 pub(super) const KEY_SCHEMA: &str = "schema_version";
 pub(super) const KEY_NEXT_ID: &str = "next_id";
+
+pub const HOUR_MS: i64 = 3_600_000;
+/// The most hours one recording marks in [`HOURS`]: 31 days. Segments last minutes.
+pub const MAX_HOURS: i64 = 24 * 31;
 
 /// One segment file, as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +62,16 @@ impl Recording {
         self.start_ms
             .saturating_mul(1000)
             .saturating_add(i64::try_from(self.duration_us).unwrap_or(i64::MAX))
+    }
+
+    /// The UTC hours (`ms / HOUR_MS`) in which this recording holds footage, its end exclusive;
+    /// a recording of no duration marks its start hour. A crafted file can claim any duration,
+    /// so at most [`MAX_HOURS`] hours are marked.
+    pub fn hours(&self) -> std::ops::RangeInclusive<i64> {
+        let start_us = self.start_ms.saturating_mul(1000);
+        let first = self.start_ms.div_euclid(HOUR_MS);
+        let last = (self.end_us() - 1).max(start_us).div_euclid(HOUR_MS * 1000);
+        first..=last.min(first.saturating_add(MAX_HOURS - 1))
     }
 
     /// The file's path relative to `recordings_dir`.
@@ -103,6 +128,19 @@ impl Recording {
             audio_codec,
         })
     }
+}
+
+/// The size, mtime and lock of an encoded recording, without decoding the rest.
+pub(super) fn decode_stat(b: &[u8]) -> Option<(u64, i64, bool)> {
+    let mut r = Reader(b);
+    if r.take(1)? != [1] {
+        return None;
+    }
+    r.take(16)?;
+    let size = r.u64()?;
+    let mtime_ms = r.u64()? as i64;
+    let flags = r.take(1)?[0];
+    Some((size, mtime_ms, flags & 1 != 0))
 }
 
 pub(super) struct Reader<'a>(&'a [u8]);

@@ -2,25 +2,28 @@
 //!
 //! Invariants:
 //! - The index is a cache of the segment files; it can always be rebuilt from them. An index of
-//!   another schema version, or one redb cannot open, is moved aside and rebuilt by the backfill.
+//!   the previous schema version is migrated in place; one of an unknown version, or one redb
+//!   cannot open, is moved aside and rebuilt by the backfill.
+//! - redb's page cache is bounded ([`CACHE_BYTES`]).
 //! - Recordings are keyed by `(stream_id, start_ms)`; a recording's integer id is handed out
 //!   once and never reused, and re-indexing the same file keeps its id.
 //! - All calls block: async callers use `spawn_blocking`.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use jiff::Timestamp;
-use jiff::civil::Date;
-use jiff::tz::TimeZone;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
+use super::derived::{self, Derived};
 use super::schema::*;
 use crate::error::{Error, Kind, Result};
 use crate::time;
 
+/// redb's page cache. Queries read few pages each (the derived tables answer the periodic ones),
+/// and the kernel's page cache keeps the file's hot pages anyway; redb's default is 1 GiB.
+pub const CACHE_BYTES: usize = 4 << 20;
+
 pub struct Store {
-    db: Database,
+    pub(super) db: Database,
     path: PathBuf,
     /// Bumped by every committed change, so readers can cache answers until it moves.
     generation: std::sync::atomic::AtomicU64,
@@ -51,7 +54,9 @@ impl Store {
     }
 
     fn open_checked(path: &Path) -> Result<Store> {
-        let db = Database::create(path)?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
         let tx = db.begin_write()?;
         {
             let mut meta = tx.open_table(META)?;
@@ -62,6 +67,17 @@ impl Store {
                     meta.insert(KEY_NEXT_ID, 1)?;
                 }
                 Some(SCHEMA_VERSION) => {}
+                Some(1) => {
+                    let t0 = std::time::Instant::now();
+                    let n = derived::migrate_1_to_2(&tx)?;
+                    meta.insert(KEY_SCHEMA, SCHEMA_VERSION)?;
+                    log::info!(
+                        "index {}: schema 1 migrated to {SCHEMA_VERSION} from its {n} recordings \
+                         in {} ms",
+                        path.display(),
+                        t0.elapsed().as_millis()
+                    );
+                }
                 Some(v) => {
                     return Err(Error::new(
                         Kind::Schema,
@@ -72,6 +88,8 @@ impl Store {
             tx.open_table(RECORDINGS)?;
             tx.open_table(IDS)?;
             tx.open_table(UNINDEXABLE)?;
+            tx.open_table(TOTALS)?;
+            tx.open_table(HOURS)?;
         }
         tx.commit()?;
         Ok(Store {
@@ -94,23 +112,31 @@ impl Store {
             let mut recs = tx.open_table(RECORDINGS)?;
             let mut ids = tx.open_table(IDS)?;
             let mut bad = tx.open_table(UNINDEXABLE)?;
+            let mut derived = Derived::open(&tx)?;
             let mut next_id = meta.get(KEY_NEXT_ID)?.map_or(1, |v| v.value());
             for c in changes {
                 match c {
                     Change::Upsert(n) => {
                         let key = (n.stream_id.as_str(), n.start_ms);
-                        let old_id = match recs.get(key)? {
+                        let old = match recs.get(key)? {
                             Some(v) => {
-                                Some(Recording::decode(&n.stream_id, n.start_ms, v.value())?.id)
+                                Some(Recording::decode(&n.stream_id, n.start_ms, v.value())?)
                             }
                             None => None,
                         };
-                        let id = old_id.unwrap_or_else(|| {
-                            next_id += 1;
-                            next_id - 1
-                        });
+                        if let Some(old) = &old {
+                            derived.remove(old)?;
+                        }
+                        let id = old.map_or_else(
+                            || {
+                                next_id += 1;
+                                next_id - 1
+                            },
+                            |o| o.id,
+                        );
                         let rec = Recording { id, ..n.clone() };
                         recs.insert(key, rec.encode().as_slice())?;
+                        derived.add(&rec)?;
                         ids.insert(id, key)?;
                         bad.remove(rec.file_path().as_str())?;
                         stored.push(rec);
@@ -124,9 +150,10 @@ impl Store {
                         )?;
                         let removed = recs.remove((stream_id.as_str(), *start_ms))?;
                         if let Some(v) = removed {
-                            let id = Recording::decode(stream_id, *start_ms, v.value())?.id;
+                            let old = Recording::decode(stream_id, *start_ms, v.value())?;
                             drop(v);
-                            ids.remove(id)?;
+                            ids.remove(old.id)?;
+                            derived.remove(&old)?;
                         }
                     }
                     Change::Unindexable(u) => {
@@ -225,38 +252,8 @@ impl Store {
         self.overlapping(stream_id, None, None)
     }
 
-    /// The calendar days in `tz` on which `stream_id` has footage, ascending.
-    pub fn dates(&self, stream_id: &str, tz: &TimeZone) -> Result<Vec<Date>> {
-        let tx = self.db.begin_read()?;
-        let recs = tx.open_table(RECORDINGS)?;
-        let mut days = BTreeSet::new();
-        for r in recs.range((stream_id, i64::MIN)..=(stream_id, i64::MAX))? {
-            let (k, v) = r?;
-            let rec = Recording::decode(stream_id, k.value().1, v.value())?;
-            let day = |us: i64| {
-                Timestamp::from_microsecond(us)
-                    .ok()
-                    .map(|t| tz.to_datetime(t).date())
-            };
-            let start_us = rec.start_ms.saturating_mul(1000);
-            // The end is exclusive: footage ending exactly at midnight does not mark the next day.
-            let (Some(first), Some(last)) = (day(start_us), day((rec.end_us() - 1).max(start_us)))
-            else {
-                continue;
-            };
-            let mut d = first;
-            while d <= last {
-                days.insert(d);
-                match d.tomorrow() {
-                    Ok(n) => d = n,
-                    Err(_) => break,
-                }
-            }
-        }
-        Ok(days.into_iter().collect())
-    }
-
-    /// Every recording of every stream, grouped by stream and oldest first within one.
+    /// Every recording of every stream, grouped by stream and oldest first within one. It reads
+    /// the whole table: for tests and tools, never for anything periodic or per request.
     pub fn all(&self) -> Result<Vec<Recording>> {
         let tx = self.db.begin_read()?;
         let recs = tx.open_table(RECORDINGS)?;
@@ -302,17 +299,6 @@ impl Store {
             .range((stream_id, i64::MIN)..=(stream_id, i64::MAX))?
             .next()
             .is_some())
-    }
-
-    /// Per stream: how many recordings, and their bytes.
-    pub fn stream_totals(&self) -> Result<BTreeMap<String, (u64, u64)>> {
-        let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        for r in self.all()? {
-            let t = out.entry(r.stream_id).or_default();
-            t.0 += 1;
-            t.1 += r.file_size_bytes;
-        }
-        Ok(out)
     }
 
     /// The size of the index file.
@@ -449,26 +435,6 @@ mod tests {
             starts(s.overlapping("nope", None, None).unwrap()),
             Vec::<i64>::new()
         );
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn dates_follow_the_zone_and_dst() {
-        let (dir, s) = tmp();
-        // 2026-03-29 00:30 UTC is 01:30 CET; Europe/Berlin springs forward at 01:00 UTC that day.
-        let t0 = time::parse_segment_name("2026-03-28_22-30-00.mp4").unwrap();
-        // 23:30 UTC on the 28th is 00:30 on the 29th in Berlin: 90 minutes cross local midnight.
-        s.apply(&[Change::Upsert(rec("cam", t0, 90 * 60 * 1_000_000))])
-            .unwrap();
-        let tz = TimeZone::get("Europe/Berlin").unwrap();
-        let fmt = |v: Vec<Date>| v.iter().map(ToString::to_string).collect::<Vec<_>>();
-        assert_eq!(
-            fmt(s.dates("cam", &tz).unwrap()),
-            ["2026-03-28", "2026-03-29"]
-        );
-        assert_eq!(fmt(s.dates("cam", &TimeZone::UTC).unwrap()), ["2026-03-28"]);
-        let ny = TimeZone::get("America/New_York").unwrap();
-        assert_eq!(fmt(s.dates("cam", &ny).unwrap()), ["2026-03-28"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -11,10 +11,12 @@
 //!   couple of seconds) and on every turn of the loop, which comes round at least every
 //!   `watchdog::BEAT` for its heartbeat, so a disk that fills fast is caught within seconds.
 //! - Every deletion is logged with its reason and counted.
+//! - A pass reads what it deletes (plus the locked recordings it steps over), a batch at a time,
+//!   never the whole index: age reads each stream's records before its cut-off, disk pressure
+//!   the oldest of all streams merged in time order, and it stops once the target is met.
 
 pub mod disk;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +30,8 @@ use crate::index::{Change, Recording, Store};
 use crate::time::Clock;
 
 const DAY_MS: i64 = 86_400_000;
+/// How many recordings one read hands to deletion.
+const BATCH: usize = 256;
 
 /// Why a recording was deleted, as logged and counted in `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,44 +83,6 @@ pub fn delete(
         REASONS[why as usize]
     );
     Ok(())
-}
-
-/// The recordings that are older than their stream's `retention_days` at `now_ms`. Streams no
-/// longer in the config age out by `default_days`, so nothing is orphaned.
-pub fn expired<'r>(recs: &'r [Recording], config: &Config, now_ms: i64) -> Vec<&'r Recording> {
-    let newest = newest_per_stream(recs);
-    recs.iter()
-        .filter(|r| {
-            let days = config
-                .stream(&r.stream_id)
-                .map_or(config.retention.default_days, |s| s.retention_days);
-            let end_ms = r.end_us().div_euclid(1000);
-            days > 0
-                && !r.retention_locked
-                && newest.get(r.stream_id.as_str()) != Some(&r.start_ms)
-                && end_ms < now_ms - i64::from(days) * DAY_MS
-        })
-        .collect()
-}
-
-/// What disk pressure may delete, oldest first across all streams.
-pub fn pressure_order(recs: &[Recording]) -> Vec<&Recording> {
-    let newest = newest_per_stream(recs);
-    let mut v: Vec<&Recording> = recs
-        .iter()
-        .filter(|r| !r.retention_locked && newest.get(r.stream_id.as_str()) != Some(&r.start_ms))
-        .collect();
-    v.sort_by_key(|r| (r.start_ms, r.id));
-    v
-}
-
-fn newest_per_stream(recs: &[Recording]) -> HashMap<&str, i64> {
-    let mut m: HashMap<&str, i64> = HashMap::new();
-    for r in recs {
-        let e = m.entry(r.stream_id.as_str()).or_insert(r.start_ms);
-        *e = (*e).max(r.start_ms);
-    }
-    m
 }
 
 /// The retention thread's handle; dropping it stops the thread.
@@ -218,10 +184,7 @@ pub fn pass(
 ) -> Result<()> {
     let dir = &config.storage.recordings_dir;
     if full {
-        let recs = store.all()?;
-        for r in expired(&recs, config, now_ms) {
-            delete(store, dir, r, Reason::Age, counters)?;
-        }
+        age(store, config, counters, now_ms)?;
         for u in store.unindexable()? {
             if u.mtime_ms < now_ms - DAY_MS {
                 match std::fs::remove_file(dir.join(&u.file_path)) {
@@ -248,13 +211,18 @@ pub fn pass(
             .store(false, Ordering::Relaxed);
         return Ok(());
     }
-    let recs = store.all()?;
-    for r in pressure_order(&recs) {
-        if usage.free_percent() >= config.retention.target_free_percent {
+    'pressure: loop {
+        let batch = store.oldest_deletable(BATCH)?;
+        for r in &batch {
+            if usage.free_percent() >= config.retention.target_free_percent {
+                break 'pressure;
+            }
+            delete(store, dir, r, Reason::DiskPressure, counters)?;
+            usage = disk::usage(dir)?;
+        }
+        if batch.len() < BATCH {
             break;
         }
-        delete(store, dir, r, Reason::DiskPressure, counters)?;
-        usage = disk::usage(dir)?;
     }
     let short = usage.free_percent() < config.retention.target_free_percent;
     if short {
@@ -270,13 +238,45 @@ pub fn pass(
     Ok(())
 }
 
+/// Deletes the recordings older than their stream's `retention_days` at `now_ms`. Streams no
+/// longer in the config age out by `default_days`, so nothing is orphaned.
+fn age(store: &Store, config: &Config, counters: &Counters, now_ms: i64) -> Result<()> {
+    for stream in store.streams_held()? {
+        let days = config
+            .stream(&stream)
+            .map_or(config.retention.default_days, |s| s.retention_days);
+        if days == 0 {
+            continue;
+        }
+        let cutoff_ms = now_ms.saturating_sub(i64::from(days) * DAY_MS);
+        let mut from_ms = i64::MIN;
+        loop {
+            let (batch, next) = store.aged(&stream, from_ms, cutoff_ms, BATCH)?;
+            for r in &batch {
+                delete(
+                    store,
+                    &config.storage.recordings_dir,
+                    r,
+                    Reason::Age,
+                    counters,
+                )?;
+            }
+            match next {
+                Some(n) => from_ms = n,
+                None => break,
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rec(id: u64, stream: &str, start_ms: i64, locked: bool) -> Recording {
+    fn rec(stream: &str, start_ms: i64, locked: bool) -> Recording {
         Recording {
-            id,
+            id: 0,
             stream_id: stream.into(),
             start_ms,
             duration_us: 60_000_000,
@@ -291,44 +291,111 @@ mod tests {
         }
     }
 
+    /// A store holding `recs`, whose ids are 1, 2, … in order.
+    fn store_of(name: &str, recs: Vec<Recording>) -> (std::path::PathBuf, Store) {
+        let dir = std::env::temp_dir().join(format!("wf-retention-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir.join("index.redb")).unwrap();
+        let changes: Vec<Change> = recs.into_iter().map(Change::Upsert).collect();
+        store.apply(&changes).unwrap();
+        (dir, store)
+    }
+
+    fn ids(store: &Store) -> Vec<u64> {
+        let mut v: Vec<u64> = store.all().unwrap().iter().map(|r| r.id).collect();
+        v.sort();
+        v
+    }
+
     #[test]
     fn age_follows_each_stream_and_the_default_for_removed_ones() {
-        let text = "[retention]\ndefault_days = 2\n[[streams]]\nid = \"a\"\nretention_days = 5\n\
-                    [[streams]]\nid = \"forever\"\nretention_days = 0\n";
-        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        let (dir, store) = store_of(
+            "age",
+            vec![
+                rec("a", 3 * DAY_MS, false),       // 1: 7 days old: past a's 5
+                rec("a", 6 * DAY_MS, false),       // 2: 4 days: kept
+                rec("a", 2 * DAY_MS, true),        // 3: old but locked
+                rec("gone", 5 * DAY_MS, false),    // 4: removed stream, 5 days: past the default 2
+                rec("gone", 9 * DAY_MS, false),    // 5: 1 day: kept (and the newest of its stream)
+                rec("forever", DAY_MS, false),     // 6: 0 = keep forever
+                rec("forever", 9 * DAY_MS, false), // 7
+                rec("a", 9 * DAY_MS, false),       // 8: newest of a
+            ],
+        );
+        let text = format!(
+            "[storage]\nrecordings_dir = \"{}\"\n[retention]\ndefault_days = 2\n\
+             [[streams]]\nid = \"a\"\nretention_days = 5\n\
+             [[streams]]\nid = \"forever\"\nretention_days = 0\n",
+            dir.join("rec").display()
+        );
+        let c = Config::parse(&text, Path::new("c.toml")).unwrap();
+        let counters = Counters::default();
         // A simulated clock: day 10.
-        let now = 10 * DAY_MS;
-        let recs = vec![
-            rec(1, "a", 3 * DAY_MS, false),       // 7 days old: past a's 5
-            rec(2, "a", 6 * DAY_MS, false),       // 4 days: kept
-            rec(3, "a", 2 * DAY_MS, true),        // old but locked
-            rec(4, "gone", 5 * DAY_MS, false),    // removed stream, 5 days: past the default 2
-            rec(5, "gone", 9 * DAY_MS, false),    // 1 day: kept (and the newest of its stream)
-            rec(6, "forever", DAY_MS, false),     // 0 = keep forever
-            rec(7, "forever", 9 * DAY_MS, false), //
-            rec(8, "a", 9 * DAY_MS, false),       // newest of a
-        ];
-        let ids: Vec<u64> = expired(&recs, &c, now).iter().map(|r| r.id).collect();
-        assert_eq!(ids, [1, 4]);
+        age(&store, &c, &counters, 10 * DAY_MS).unwrap();
+        assert_eq!(ids(&store), [2, 3, 5, 6, 7, 8]);
         // A day later, a's day-6 recording is 5 days and a minute old.
-        let ids: Vec<u64> = expired(&recs, &c, now + DAY_MS + 61_000)
+        age(&store, &c, &counters, 11 * DAY_MS + 61_000).unwrap();
+        assert_eq!(ids(&store), [3, 5, 6, 7, 8]);
+        assert_eq!(
+            counters.deletions[Reason::Age as usize].load(Ordering::Relaxed),
+            3
+        );
+        // Even the newest of a stream long gone stays, since it may be the file being written.
+        age(&store, &c, &counters, 100 * DAY_MS).unwrap();
+        assert_eq!(ids(&store), [3, 5, 6, 7, 8]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn age_goes_on_past_a_batch_and_past_locked_recordings() {
+        let n = 3 * BATCH as i64 + 8;
+        // Every third recording locked: the batches step over them.
+        let recs = (0..n).map(|i| rec("a", i * 60_000, i % 3 == 0)).collect();
+        let (dir, store) = store_of("batches", recs);
+        let text = format!(
+            "[storage]\nrecordings_dir = \"{}\"\n[[streams]]\nid = \"a\"\nretention_days = 1\n",
+            dir.join("rec").display()
+        );
+        let c = Config::parse(&text, Path::new("c.toml")).unwrap();
+        age(&store, &c, &Counters::default(), 100 * DAY_MS).unwrap();
+        let left = store.all().unwrap();
+        let unlocked: Vec<i64> = left
             .iter()
-            .map(|r| r.id)
+            .filter(|r| !r.retention_locked)
+            .map(|r| r.start_ms)
             .collect();
-        assert_eq!(ids, [1, 2, 4]);
+        assert_eq!(
+            unlocked,
+            [(n - 1) * 60_000],
+            "only the newest unlocked one stays"
+        );
+        assert_eq!(left.len() as i64, (n + 2) / 3 + 1);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn pressure_takes_the_oldest_unlocked_but_never_the_newest_of_a_stream() {
-        let recs = vec![
-            rec(1, "a", 300, false),
-            rec(2, "b", 100, true),
-            rec(3, "b", 200, false),
-            rec(4, "a", 400, false),
-            rec(5, "b", 500, false),
-            rec(6, "c", 50, false),
-        ];
-        let ids: Vec<u64> = pressure_order(&recs).iter().map(|r| r.id).collect();
-        assert_eq!(ids, [3, 1]);
+        let (dir, store) = store_of(
+            "pressure",
+            vec![
+                rec("a", 300, false),
+                rec("b", 100, true),
+                rec("b", 200, false),
+                rec("a", 400, false),
+                rec("b", 500, false),
+                rec("c", 50, false),
+            ],
+        );
+        let order = |limit| -> Vec<u64> {
+            store
+                .oldest_deletable(limit)
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect()
+        };
+        assert_eq!(order(BATCH), [3, 1]);
+        assert_eq!(order(1), [3]);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
