@@ -292,6 +292,40 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The backfill's merge of one stream: `files` are `(start_ms, (size, mtime_ms, locked))`
+    /// sorted by start. Returns the positions in `files` of those the index lacks or holds with
+    /// another size, mtime or lock, and the starts of the records with no file.
+    pub fn diff_stream(
+        &self,
+        stream_id: &str,
+        files: &[(i64, (u64, i64, bool))],
+    ) -> Result<(Vec<usize>, Vec<i64>)> {
+        let tx = self.db.begin_read()?;
+        let recs = tx.open_table(RECORDINGS)?;
+        let (mut changed, mut gone) = (Vec::new(), Vec::new());
+        let mut next = 0;
+        for r in recs.range((stream_id, i64::MIN)..=(stream_id, i64::MAX))? {
+            let (k, v) = r?;
+            let start = k.value().1;
+            while next < files.len() && files[next].0 < start {
+                changed.push(next);
+                next += 1;
+            }
+            if next < files.len() && files[next].0 == start {
+                if decode_stat(v.value()) != Some(files[next].1) {
+                    changed.push(next);
+                }
+                next += 1;
+            } else {
+                gone.push(start);
+            }
+        }
+        changed.extend(next..files.len());
+        Ok((changed, gone))
+    }
+}
+
 fn newest_start(
     recs: &impl ReadableTable<(&'static str, i64), &'static [u8]>,
     stream_id: &str,

@@ -11,7 +11,7 @@
 //!   the indexer catches up.
 //! - A recording is locked when its file is read-only (`chmod a-w`), so locks survive a rebuild.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::os::fd::{AsFd, OwnedFd};
@@ -114,8 +114,8 @@ fn is_segment_file(name: &OsStr) -> Option<&str> {
         .filter(|n| n.ends_with(".mp4") && !n.starts_with('.'))
 }
 
-/// Every non-empty segment file under `root`.
-fn scan(root: &Path) -> Result<Vec<Found>> {
+/// The stream folders under `root`.
+fn stream_dirs(root: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let dirs = match std::fs::read_dir(root) {
         Ok(d) => d,
@@ -127,10 +127,9 @@ fn scan(root: &Path) -> Result<Vec<Found>> {
         let Some(stream_id) = is_stream_dir(&d.file_name()).map(str::to_owned) else {
             continue;
         };
-        if !d.file_type()?.is_dir() {
-            continue;
+        if d.file_type()?.is_dir() {
+            out.push(stream_id);
         }
-        scan_stream(&d.path(), &stream_id, &mut out)?;
     }
     Ok(out)
 }
@@ -172,43 +171,76 @@ fn probe_all(root: &Path, files: &[&Found]) -> Vec<Change> {
     })
 }
 
-/// Brings the index level with the files under `root`.
+/// Brings the index level with the files under `root`, one stream at a time: a stream's files
+/// are merged in order with its records, so memory follows the largest stream, not all footage.
 pub fn backfill(store: &Store, root: &Path) -> Result<BackfillReport> {
     let t0 = Instant::now();
-    let files = scan(root)?;
-    let mut known: HashMap<(String, i64), (u64, i64, bool)> = store
-        .all()?
-        .into_iter()
-        .map(|r| {
-            (
-                (r.stream_id, r.start_ms),
-                (r.file_size_bytes, r.mtime_ms, r.retention_locked),
-            )
-        })
-        .collect();
     let mut known_bad: HashMap<String, (u64, i64)> = store
         .unindexable()?
         .into_iter()
         .map(|u| (u.file_path, (u.file_size_bytes, u.mtime_ms)))
         .collect();
-    let mut stale = Vec::new();
-    for f in files.iter() {
-        let key = time::parse_segment_name(&f.name).map(|ms| (f.stream_id.clone(), ms));
-        let seen = key.and_then(|k| known.remove(&k));
-        let bad = known_bad.remove(&f.rel_path());
-        if seen != Some((f.size, f.mtime_ms, f.locked)) && bad != Some((f.size, f.mtime_ms)) {
-            stale.push(f);
+    // Streams with a folder, and streams whose folder has gone (their records go too).
+    let mut streams: BTreeSet<String> = stream_dirs(root)?.into_iter().collect();
+    streams.extend(store.streams_held()?);
+    let mut report = BackfillReport::default();
+    for stream_id in &streams {
+        backfill_stream(store, root, stream_id, &mut known_bad, &mut report)?;
+    }
+    let changes: Vec<Change> = known_bad
+        .into_keys()
+        .map(|file_path| Change::Indexable { file_path })
+        .collect();
+    for batch in changes.chunks(BATCH) {
+        store.apply(batch)?;
+    }
+    report.elapsed_ms = time::duration_ms(t0.elapsed());
+    Ok(report)
+}
+
+fn backfill_stream(
+    store: &Store,
+    root: &Path,
+    stream_id: &str,
+    known_bad: &mut HashMap<String, (u64, i64)>,
+    report: &mut BackfillReport,
+) -> Result<()> {
+    let mut files = Vec::new();
+    scan_stream(&root.join(stream_id), stream_id, &mut files)?;
+    let mut named: Vec<(i64, usize)> = Vec::with_capacity(files.len());
+    let mut stale: Vec<usize> = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        match time::parse_segment_name(&f.name) {
+            Some(ms) => named.push((ms, i)),
+            None => stale.push(i),
         }
     }
-    let mut report = BackfillReport {
-        files: files.len(),
-        probed: stale.len(),
-        ..Default::default()
-    };
-
+    named.sort_unstable();
+    let stats: Vec<(i64, (u64, i64, bool))> = named
+        .iter()
+        .map(|&(ms, i)| (ms, (files[i].size, files[i].mtime_ms, files[i].locked)))
+        .collect();
+    let (changed, gone) = store.diff_stream(stream_id, &stats)?;
+    stale.extend(changed.into_iter().map(|k| named[k].1));
+    drop(stats);
+    drop(named);
+    // A file already known as unindexable is not probed again until it changes.
+    if !known_bad.is_empty() {
+        stale.retain(|&i| {
+            let f = &files[i];
+            known_bad.get(&f.rel_path()) != Some(&(f.size, f.mtime_ms))
+        });
+        for f in &files {
+            known_bad.remove(&f.rel_path());
+        }
+    }
+    stale.sort_unstable();
+    report.files += files.len();
+    report.probed += stale.len();
     // Probed and committed a batch at a time, so a crash keeps what was done and memory stays flat.
     for chunk in stale.chunks(BATCH) {
-        let changes = probe_all(root, chunk);
+        let batch: Vec<&Found> = chunk.iter().map(|&i| &files[i]).collect();
+        let changes = probe_all(root, &batch);
         for c in &changes {
             match c {
                 Change::Upsert(_) => report.indexed += 1,
@@ -217,22 +249,18 @@ pub fn backfill(store: &Store, root: &Path) -> Result<BackfillReport> {
         }
         store.apply(&changes)?;
     }
-    let mut changes: Vec<Change> = Vec::new();
-    for (stream_id, start_ms) in known.into_keys() {
-        report.removed += 1;
-        changes.push(Change::Remove {
-            stream_id,
-            start_ms,
-        });
+    report.removed += gone.len();
+    for batch in gone.chunks(BATCH) {
+        let changes: Vec<Change> = batch
+            .iter()
+            .map(|&start_ms| Change::Remove {
+                stream_id: stream_id.to_owned(),
+                start_ms,
+            })
+            .collect();
+        store.apply(&changes)?;
     }
-    for file_path in known_bad.into_keys() {
-        changes.push(Change::Indexable { file_path });
-    }
-    for batch in changes.chunks(BATCH) {
-        store.apply(batch)?;
-    }
-    report.elapsed_ms = time::duration_ms(t0.elapsed());
-    Ok(report)
+    Ok(())
 }
 
 /// Stops the indexer thread when dropped or when [`Stopper::stop`] is called.
