@@ -102,8 +102,12 @@ pub(super) async fn snapshot(st: State, req: HttpRequest) -> Result<HttpResponse
         Some(us) => recorded(&st, &id, Some(us.div_euclid(1000)), &ffmpeg, width).await?,
     };
     let jpeg = Bytes::from(jpeg);
-    st.snapshots
-        .insert(key, (jpeg.clone(), std::time::Instant::now()), |_| false);
+    st.snapshots.insert(
+        key,
+        (jpeg.clone(), std::time::Instant::now()),
+        jpeg.len(),
+        |_| false,
+    );
     Ok(jpeg_response(jpeg))
 }
 

@@ -116,7 +116,8 @@ pub(super) async fn stream_recordings(st: State, req: HttpRequest) -> Result<Htt
     .await?;
     let body = Bytes::from(body);
     let generation = key.3;
-    st.listings.insert(key, body.clone(), |k| k.3 != generation);
+    st.listings
+        .insert(key, body.clone(), body.len(), |k| k.3 != generation);
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))

@@ -45,35 +45,52 @@ pub(super) type ListingKey = (String, Option<i64>, Option<i64>, u64);
 /// (id, size, mtime) of a served layout: a file that changes misses.
 pub(super) type LayoutKey = (u64, u64, Option<std::time::SystemTime>);
 
-/// The last few answers of one kind, the oldest dropped first. Listings are cached because the
-/// UI asks for the same day again and again; layouts so the seeks of a player do not walk the
-/// file's fragments on every request.
+/// The last few answers of one kind, the oldest dropped first, bounded in entries and in
+/// bytes. Listings are cached because the UI asks for the same day again and again; layouts so
+/// the seeks of a player do not walk the file's fragments on every request.
 pub(super) struct Recent<K, V> {
     pub(super) size: usize,
-    pub(super) items: std::sync::Mutex<Vec<(K, V)>>,
+    pub(super) max_bytes: usize,
+    pub(super) items: std::sync::Mutex<Vec<(K, V, usize)>>,
 }
 
 impl<K: PartialEq, V: Clone> Recent<K, V> {
-    pub(super) fn new(size: usize) -> Self {
+    pub(super) fn new(size: usize, max_bytes: usize) -> Self {
         Recent {
             size,
+            max_bytes,
             items: std::sync::Mutex::new(Vec::new()),
         }
     }
 
     pub(super) fn get(&self, key: &K) -> Option<V> {
         let items = self.items.lock().unwrap_or_else(|e| e.into_inner());
-        items.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+        items
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, v, _)| v.clone())
     }
 
-    /// Adds `key`, first dropping the entries it supersedes.
-    pub(super) fn insert(&self, key: K, value: V, supersedes: impl Fn(&K) -> bool) {
+    /// Adds `key`, of about `bytes`, first dropping the entries it supersedes and then the
+    /// oldest until it fits. A value larger than the whole budget is not kept.
+    pub(super) fn insert(&self, key: K, value: V, bytes: usize, supersedes: impl Fn(&K) -> bool) {
         let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
-        items.retain(|(k, _)| !supersedes(k) && *k != key);
-        if items.len() >= self.size {
-            items.remove(0);
+        items.retain(|(k, _, _)| !supersedes(k) && *k != key);
+        if bytes > self.max_bytes {
+            return;
         }
-        items.push((key, value));
+        let mut held: usize = items.iter().map(|i| i.2).sum();
+        while !items.is_empty() && (items.len() >= self.size || held + bytes > self.max_bytes) {
+            held -= items.remove(0).2;
+        }
+        items.push((key, value, bytes));
+    }
+
+    /// How many entries and bytes are held.
+    #[cfg(test)]
+    pub(super) fn held(&self) -> (usize, usize) {
+        let items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        (items.len(), items.iter().map(|i| i.2).sum())
     }
 }
 
@@ -92,12 +109,12 @@ impl Shared {
             config: RwLock::new(Arc::new(config)),
             statuses,
             counters,
-            layouts: Recent::new(16),
-            listings: Recent::new(32),
+            layouts: Recent::new(16, 2 << 20),
+            listings: Recent::new(32, 2 << 20),
             // A day of 15-minute segments, so a player seeking through a day re-reads none.
-            fragments: Recent::new(128),
-            plans: Recent::new(8),
-            snapshots: Recent::new(32),
+            fragments: Recent::new(128, 4 << 20),
+            plans: Recent::new(8, 4 << 20),
+            snapshots: Recent::new(32, 2 << 20),
             live: std::sync::Mutex::new(None),
             config_path: None,
             config_save: std::sync::Mutex::new(()),
@@ -156,5 +173,32 @@ impl Shared {
 
     pub(super) fn recordings_dir(&self) -> PathBuf {
         self.config().storage.recordings_dir.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Recent;
+
+    #[test]
+    fn recent_is_bounded_in_entries_and_in_bytes() {
+        let r: Recent<u32, u32> = Recent::new(4, 100);
+        for k in 0..10 {
+            r.insert(k, k, 10, |_| false);
+        }
+        assert_eq!(r.held(), (4, 40));
+        assert_eq!(r.get(&9), Some(9));
+        assert_eq!(r.get(&5), None, "the oldest go first");
+        r.insert(20, 20, 90, |_| false);
+        assert_eq!(r.held(), (2, 100), "the oldest made room");
+        assert_eq!(r.get(&9), Some(9));
+        r.insert(21, 21, 101, |_| false);
+        assert_eq!(r.get(&21), None, "larger than the budget: not kept");
+        r.insert(20, 7, 5, |_| false);
+        assert_eq!(
+            (r.get(&20), r.held()),
+            (Some(7), (2, 15)),
+            "a key replaces itself"
+        );
     }
 }

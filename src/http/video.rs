@@ -51,7 +51,9 @@ pub(super) async fn stream_file(st: State, req: HttpRequest) -> Result<HttpRespo
             Some(l) => l,
             None => {
                 let l = Arc::new(segment_layout(&path, meta.len()));
-                shared.layouts.insert(key, l.clone(), |k| k.0 == id);
+                shared
+                    .layouts
+                    .insert(key, l.clone(), l.heap_bytes(), |k| k.0 == id);
                 l
             }
         };
@@ -155,7 +157,7 @@ pub(super) fn file_fragments(
     let f = Arc::new(f);
     shared
         .fragments
-        .insert(key, f.clone(), |k| k.0.as_path() == path);
+        .insert(key, f.clone(), f.heap_bytes(), |k| k.0.as_path() == path);
     Ok(Some(f))
 }
 
@@ -218,9 +220,12 @@ pub(super) fn playback_plan(
     if let Some(why) = &plan.cut_short {
         log::info!("playback of {stream}: ends early: {why}");
     }
-    shared
-        .plans
-        .insert(key, (plan.clone(), std::time::Instant::now()), |_| false);
+    shared.plans.insert(
+        key,
+        (plan.clone(), std::time::Instant::now()),
+        plan.heap_bytes(),
+        |_| false,
+    );
     Ok(plan)
 }
 

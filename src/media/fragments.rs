@@ -56,6 +56,16 @@ pub struct Fragments {
 }
 
 impl Fragments {
+    /// About how much memory this holds, for caches bounded in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.tracks.len() * std::mem::size_of::<FragTrack>()
+            + self.frags.len() * std::mem::size_of::<Fragment>()
+            + self.times.len() * 16
+            + self.last_durs.len() * 4
+            + self.codec_key.len()
+    }
+
     /// Where the last complete fragment ends.
     pub fn content_end(&self) -> u64 {
         self.frags

@@ -53,6 +53,27 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// About how much memory this holds, for caches bounded in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        let mem: usize = self
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Mem(b) => b.len(),
+                _ => 0,
+            })
+            .sum();
+        std::mem::size_of::<Self>()
+            + self
+                .files
+                .iter()
+                .map(|f| f.as_os_str().len() + 24)
+                .sum::<usize>()
+            + self.edits.iter().map(|e| e.len() * 16 + 24).sum::<usize>()
+            + self.parts.len() * (std::mem::size_of::<Part>() + 8)
+            + mem
+    }
+
     pub fn new(files: Vec<PathBuf>, edits: Vec<Vec<(u32, i64)>>, parts: Vec<Part>) -> Layout {
         let mut at = 0u64;
         let ends = parts

@@ -63,6 +63,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// About how much memory this holds (its layout included), for caches bounded in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.spans.len() * std::mem::size_of::<Span>()
+            + self.needs.len() * 8
+            + self.layout.heap_bytes()
+    }
+
     /// A stable identity of the bytes this plan serves.
     pub fn etag(&self) -> String {
         use std::hash::{Hash, Hasher};
