@@ -170,11 +170,11 @@ fn kill_9_while_indexing_then_restart_leaves_the_index_equal_to_the_disk() {
     assert_eq!(derived_matches_a_scan(&store), derived);
 }
 
+type Totals = BTreeMap<String, (u64, u64)>;
+
 /// Checks the per-stream totals and the days with footage that the index keeps against a full
 /// scan of its recordings; returns them.
-fn derived_matches_a_scan(
-    store: &Store,
-) -> (BTreeMap<String, (u64, u64)>, BTreeMap<String, Vec<String>>) {
+fn derived_matches_a_scan(store: &Store) -> (Totals, BTreeMap<String, Vec<String>>) {
     let mut totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut days: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for r in store.all().unwrap() {
