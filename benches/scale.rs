@@ -5,7 +5,7 @@
 //! every 15 minutes per stream:
 //! - the cold backfill (spawn to indexed, into an empty index) and the daemon's RSS after it;
 //! - idle CPU over 20 s with `check_interval_seconds = 5` (the streams are disabled);
-//! - the median latency of `/metrics`, of `/dates` and of a one-day listing, a different day each
+//! - the median latency of `/metrics`, of `recordings/dates` and of a one-day listing, a different day each
 //!   time so that no cached answer is reused.
 //!
 //! Then, on the largest box, 8 streams record from the test RTSP server (10-second segments,
@@ -42,6 +42,9 @@ fn median_ms(mut v: Vec<Duration>) -> f64 {
 }
 
 fn percentile_ms(v: &mut [Duration], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
     v.sort();
     let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
     v[i].as_secs_f64() * 1e3
@@ -138,7 +141,7 @@ fn main() {
         let metrics = median_ms((0..reps).map(|_| time("/metrics")).collect());
         let dates = median_ms(
             (0..reps)
-                .map(|i| time(&format!("/api/streams/cam{}/dates", i % STREAMS)))
+                .map(|i| time(&format!("/api/streams/cam{}/recordings/dates", i % STREAMS)))
                 .collect(),
         );
         let days = per_stream * SEGMENT_MS / 86_400_000;

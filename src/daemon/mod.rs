@@ -98,8 +98,21 @@ fn recorder_input(config: &Config, mode: &Mode) -> (Vec<StreamSpec>, Vec<String>
     (specs, disabled)
 }
 
+/// Makes glibc's malloc give every large block (128 KiB and up) back to the kernel when it is
+/// freed. By default the threshold grows to the largest block freed so far, so one login's
+/// Argon2id (19 MiB) or one big listing stays in the heap for good: 28 MB of RSS instead of 8
+/// on an idle box (`cargo bench --bench scale`).
+fn fixed_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a malloc parameter; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+    }
+}
+
 /// Runs until a stop signal. Returns the exit code.
 pub fn run(config: Config, mode: Mode) -> Result<i32> {
+    fixed_mmap_threshold();
     // Block the signals before any thread starts, so every thread inherits the mask and only
     // the wait below receives them.
     signals()
