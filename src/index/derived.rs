@@ -193,7 +193,8 @@ impl Store {
             let c = decode_counts(v.value());
             let day_ms = day.saturating_mul(DAY_MS);
             // One offset for the whole UTC day unless a transition falls inside it.
-            let same = offset_ms(day_ms) == offset_ms(day_ms.saturating_add(DAY_MS - 1));
+            let day_off = offset_ms(day_ms);
+            let same = day_off == offset_ms(day_ms.saturating_add(DAY_MS - 1));
             for (hour, n) in c.iter().enumerate() {
                 if *n == 0 {
                     continue;
@@ -201,15 +202,17 @@ impl Store {
                 let from = day_ms.saturating_add(hour as i64 * HOUR_MS);
                 let to = from.saturating_add(HOUR_MS);
                 let (off_a, off_b) = if same {
-                    let o = offset_ms(day_ms);
-                    (o, o)
+                    (day_off, day_off)
                 } else {
                     (offset_ms(from), offset_ms(to - 1))
                 };
                 let d1 = (from + off_a).div_euclid(DAY_MS);
                 let d2 = (to - 1 + off_b).div_euclid(DAY_MS);
                 if d1 == d2 {
-                    days.insert(d1);
+                    // Hours come in order: most are on the day just added.
+                    if days.last() != Some(&d1) {
+                        days.insert(d1);
+                    }
                     continue;
                 }
                 // The hour crosses local midnight: look at the recordings on each side of it.
@@ -222,11 +225,10 @@ impl Store {
                 }
             }
         }
-        let epoch = Date::constant(1970, 1, 1);
         days.into_iter()
             .map(|d| {
-                epoch
-                    .checked_add(jiff::Span::new().days(d))
+                Timestamp::from_millisecond(d.saturating_mul(DAY_MS))
+                    .map(|t| TimeZone::UTC.to_datetime(t).date())
                     .map_err(|e| Error::internal(format!("day {d}: {e}")))
             })
             .collect()
