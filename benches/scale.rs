@@ -10,7 +10,8 @@
 //!
 //! Then, on the largest box, 8 streams record from the test RTSP server (10-second segments,
 //! `BENCH_SECONDS`, default 120): the daemon's CPU and RSS, and the time from a segment's close
-//! (inotify, seen here) until the API lists it, p50 and p99.
+//! (inotify, seen here) until the API lists it, p50 and p99. `BENCH_LOAD=N` keeps N threads
+//! spinning meanwhile, to see that latency on a busy machine.
 //!
 //! Run with `cargo bench --bench scale`.
 
@@ -170,7 +171,40 @@ fn main() {
     }
 
     let Some((dir, n)) = last else { return };
+    migrate(&dir, n);
     record(&dir, n, secs);
+}
+
+/// Turns the box's index back into what version 1 wrote (no derived tables) and times the
+/// upgrade at the next start.
+fn migrate(dir: &TempDir, n: usize) {
+    let path = dir.path().join("index.redb");
+    let db = redb::Database::open(&path).unwrap();
+    let tx = db.begin_write().unwrap();
+    for t in ["totals", "hours"] {
+        let def: redb::TableDefinition<&str, u64> = redb::TableDefinition::new(t);
+        tx.delete_table(def).unwrap();
+    }
+    let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+    tx.open_table(meta)
+        .unwrap()
+        .insert("schema_version", 1)
+        .unwrap();
+    tx.commit().unwrap();
+    drop(db);
+    let cfg = dir.path().join("config.toml");
+    let mut d = Daemon::start(&cfg);
+    let line = d
+        .wait_log("migrated", Duration::from_secs(600))
+        .expect("the index is migrated");
+    d.wait_log("backfill:", Duration::from_secs(600))
+        .expect("the backfill ends");
+    println!(
+        "an index of version 1 with {n} recordings: {}",
+        line.split("] ").nth(1).unwrap_or(&line)
+    );
+    d.signal(Signal::SIGTERM);
+    assert!(d.wait(Duration::from_secs(30)).success());
 }
 
 /// 8 streams record on the box of `n` recordings for `secs` seconds.
@@ -224,6 +258,20 @@ fn record(dir: &TempDir, n: usize, secs: u64) {
         .expect("the backfill ends");
     let addr = d.http_addr();
     let pid = d.pid();
+    let load: usize = std::env::var("BENCH_LOAD")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let spinning = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    for _ in 0..load {
+        let on = spinning.clone();
+        std::thread::spawn(move || {
+            let mut x = 0u64;
+            while on.load(std::sync::atomic::Ordering::Relaxed) {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        });
+    }
     // The first segments of a start are cut short; let the streams settle.
     std::thread::sleep(Duration::from_secs(15));
     while rx.try_recv().is_ok() {}
@@ -258,9 +306,11 @@ fn record(dir: &TempDir, n: usize, secs: u64) {
         }
     }
     let cpu = (cpu_ns(pid) - c0) as f64 / t.elapsed().as_nanos() as f64 * 100.0;
+    spinning.store(false, std::sync::atomic::Ordering::Relaxed);
     let rss = common::proc_status_kib(pid, "VmRSS:");
     println!(
-        "{STREAMS} streams recording on the box of {n} recordings for {:.0} s: daemon CPU \
+        "{STREAMS} streams recording on the box of {n} recordings for {:.0} s, {load} busy \
+         threads beside: daemon CPU \
          {cpu:.2}% of a core, RSS {rss} KiB; segment close to listed in the API ({} segments): \
          p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         t.elapsed().as_secs_f64(),
