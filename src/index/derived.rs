@@ -99,35 +99,17 @@ impl<'t> Derived<'t> {
     }
 }
 
-/// Version 1 → 2: derives `totals` and `hours` from the recordings, in the caller's transaction.
-/// Returns how many recordings it read.
+/// Version 1 → 2: derives `totals` and `hours` from the recordings, in the caller's transaction,
+/// through the same [`Derived::add`] as every later change. Returns how many recordings it read.
 pub(super) fn migrate_1_to_2(tx: &WriteTransaction) -> Result<u64> {
     let recs = tx.open_table(RECORDINGS)?;
-    let mut totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let mut hours: BTreeMap<(String, i64), Counts> = BTreeMap::new();
+    let mut derived = Derived::open(tx)?;
     let mut n = 0;
     for r in recs.iter()? {
         let (k, v) = r?;
         let (stream, start) = k.value();
-        let rec = Recording::decode(stream, start, v.value())?;
+        derived.add(&Recording::decode(stream, start, v.value())?)?;
         n += 1;
-        let t = totals.entry(rec.stream_id.clone()).or_default();
-        t.0 += 1;
-        t.1 = t.1.saturating_add(rec.file_size_bytes);
-        for h in rec.hours() {
-            let c = hours
-                .entry((rec.stream_id.clone(), h.div_euclid(24)))
-                .or_insert([0; 24]);
-            c[h.rem_euclid(24) as usize] += 1;
-        }
-    }
-    let mut t = tx.open_table(TOTALS)?;
-    for (stream, v) in &totals {
-        t.insert(stream.as_str(), *v)?;
-    }
-    let mut t = tx.open_table(HOURS)?;
-    for ((stream, day), c) in &hours {
-        t.insert((stream.as_str(), *day), encode_counts(c).as_slice())?;
     }
     Ok(n)
 }
@@ -292,9 +274,7 @@ impl Store {
         out.truncate(limit);
         Ok(out)
     }
-}
 
-impl Store {
     /// The backfill's merge of one stream: `files` are `(start_ms, (size, mtime_ms, locked))`
     /// sorted by start. Returns the positions in `files` of those the index lacks or holds with
     /// another size, mtime or lock, and the starts of the records with no file.
